@@ -1,0 +1,19 @@
+"""gunicorn settings for the API: gevent workers, loopback by default.
+
+    gunicorn -c gunicorn.conf.py server.app:app
+"""
+import os
+
+bind = os.environ.get("OG_BIND", "127.0.0.1:5000")
+worker_class = "gevent"
+# Two workers fill the two cores of the reference machine (benchmarks/ measured 1-4).
+workers = int(os.environ.get("OG_WORKERS", "2"))
+worker_connections = int(os.environ.get("OG_WORKER_CONNECTIONS", "1000"))
+keepalive = 30
+timeout = 30
+graceful_timeout = 10
+# No app preloading: each worker builds its clients after gevent has patched it.
+preload_app = False
+accesslog = None
+errorlog = "-"
+loglevel = os.environ.get("OG_LOG_LEVEL", "info")

@@ -1,0 +1,69 @@
+"""Configuration, read from the environment in one place.
+
+Every setting has a working default; the README lists them all.
+"""
+import os
+
+DEFAULT_BACKEND = "redis"
+DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
+DEFAULT_DATABASE_URL = "mysql+pymysql://og:og@127.0.0.1:3306/og"
+DEFAULT_SQLITE_PATH = "var/og.sqlite3"
+DEFAULT_EPSILON = 0.1
+"""Probability that the model explores (gives the other guess)."""
+DEFAULT_STREAM_PARTITIONS = 1
+"""Stream partitions; each is one hash tag, so one Redis Cluster slot."""
+DEFAULT_CONVERSATION_TTL = 86400
+"""Seconds a conversation is remembered in Redis for its followup (and uuid reuse)."""
+DEFAULT_BACKLOG_HIGH_WATER = 1_000_000
+"""Stream entries per partition above which the API sheds writes with 503."""
+DEFAULT_REDIS_TIMEOUT = 1.0
+"""Seconds a Redis call may take before the API answers 503."""
+
+
+def _int(name, default):
+    return int(os.environ.get(name, default))
+
+
+def _float(name, default):
+    return float(os.environ.get(name, default))
+
+
+def get_backend():
+    return os.environ.get("OG_BACKEND", DEFAULT_BACKEND)
+
+
+def get_redis_url():
+    return os.environ.get("REDIS_URL", DEFAULT_REDIS_URL)
+
+
+def get_database_url():
+    return os.environ.get("DATABASE_URL", DEFAULT_DATABASE_URL)
+
+
+def get_sqlite_path():
+    return os.environ.get("OG_SQLITE_PATH", DEFAULT_SQLITE_PATH)
+
+
+def get_seed():
+    seed = os.environ.get("OG_SEED")
+    return int(seed) if seed not in (None, "") else None
+
+
+def get_epsilon():
+    return _float("OG_EPSILON", DEFAULT_EPSILON)
+
+
+def get_stream_partitions():
+    return _int("OG_STREAM_PARTITIONS", DEFAULT_STREAM_PARTITIONS)
+
+
+def get_conversation_ttl():
+    return _int("OG_CONVERSATION_TTL", DEFAULT_CONVERSATION_TTL)
+
+
+def get_backlog_high_water():
+    return _int("OG_BACKLOG_HIGH_WATER", DEFAULT_BACKLOG_HIGH_WATER)
+
+
+def get_redis_timeout():
+    return _float("OG_REDIS_TIMEOUT", DEFAULT_REDIS_TIMEOUT)
