@@ -67,3 +67,43 @@ def get_backlog_high_water():
 
 def get_redis_timeout():
     return _float("OG_REDIS_TIMEOUT", DEFAULT_REDIS_TIMEOUT)
+
+
+# The ingest worker (python -m ingest).
+DEFAULT_INGEST_BATCH_SIZE = 1000
+"""Flush after this many events (MariaDB takes ~100k rows/s in 1000-row inserts here)."""
+DEFAULT_INGEST_BATCH_MS = 50
+"""...or this long after the batch's first event, whichever comes first."""
+DEFAULT_INGEST_CLAIM_IDLE_MS = 30_000
+"""Entries pending this long (their consumer died or failed) are reclaimed."""
+DEFAULT_INGEST_MAX_DELIVERIES = 5
+"""Deliveries after which an entry the database rejects goes to the dead-letter stream."""
+DEFAULT_INGEST_METRICS_PORT = 9108
+"""Loopback port of the worker's Prometheus metrics; 0 turns them off."""
+
+
+def get_ingest_batch_size():
+    return _int("OG_INGEST_BATCH_SIZE", DEFAULT_INGEST_BATCH_SIZE)
+
+
+def get_ingest_batch_ms():
+    return _int("OG_INGEST_BATCH_MS", DEFAULT_INGEST_BATCH_MS)
+
+
+def get_ingest_claim_idle_ms():
+    return _int("OG_INGEST_CLAIM_IDLE_MS", DEFAULT_INGEST_CLAIM_IDLE_MS)
+
+
+def get_ingest_max_deliveries():
+    return _int("OG_INGEST_MAX_DELIVERIES", DEFAULT_INGEST_MAX_DELIVERIES)
+
+
+def get_ingest_metrics_port():
+    return _int("OG_INGEST_METRICS_PORT", DEFAULT_INGEST_METRICS_PORT)
+
+
+def get_ingest_consumer():
+    """This worker's name in the consumer group; unique per process by default."""
+    import socket
+
+    return os.environ.get("OG_INGEST_CONSUMER") or f"{socket.gethostname()}-{os.getpid()}"

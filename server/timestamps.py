@@ -23,3 +23,9 @@ def to_micros(moment: datetime) -> int:
     """A naive UTC datetime -> epoch microseconds."""
     delta = moment.replace(tzinfo=timezone.utc) - datetime(1970, 1, 1, tzinfo=timezone.utc)
     return (delta.days * 86400 + delta.seconds) * 1_000_000 + delta.microseconds
+
+
+def parse_micros(micros) -> datetime:
+    """Epoch microseconds -> naive UTC datetime."""
+    seconds, fraction = divmod(int(micros), 1_000_000)
+    return datetime.fromtimestamp(seconds, timezone.utc).replace(tzinfo=None, microsecond=fraction)

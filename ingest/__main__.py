@@ -1,0 +1,88 @@
+"""python -m ingest [run [--burst] | status [--json] | rebuild]
+
+run      drain the event streams into MariaDB until SIGTERM (--burst: until empty)
+status   stream length, consumer-group lag, pending, dead letters, oldest pending age
+rebuild  recompute every Redis aggregate (and the conversation window) from og.events
+"""
+import argparse
+import json
+import logging
+import signal
+import sys
+
+import redis
+
+from ingest import rebuild, status
+from ingest.metrics import Metrics
+from ingest.worker import Worker
+from ingest.writer import EventWriter
+from server import config, event_store
+
+log = logging.getLogger("ingest")
+
+
+def build_redis():
+    return redis.Redis.from_url(config.get_redis_url(), decode_responses=True,
+                                socket_timeout=10, socket_connect_timeout=2,
+                                health_check_interval=30)
+
+
+def build_worker(metrics=None):
+    engine = event_store.build_engine(config.get_database_url(),
+                                      connect_args={"connect_timeout": 2})
+    return Worker(build_redis(), EventWriter(engine), name=config.get_ingest_consumer(),
+                  partitions=config.get_stream_partitions(),
+                  batch_size=config.get_ingest_batch_size(),
+                  batch_ms=config.get_ingest_batch_ms(),
+                  claim_idle_ms=config.get_ingest_claim_idle_ms(),
+                  max_deliveries=config.get_ingest_max_deliveries(), metrics=metrics)
+
+
+def run(burst):
+    metrics = Metrics()
+    port = config.get_ingest_metrics_port()
+    if port:
+        metrics.serve(port)
+        log.info("ingest: metrics on http://127.0.0.1:%d/metrics", port)
+    worker = build_worker(metrics)
+
+    def on_signal(signum, _frame):
+        if worker.stopping.is_set():
+            log.warning("ingest: second signal, stopping now; unacked entries stay pending")
+            raise SystemExit(1)
+        log.info("ingest: %s, finishing the batch in hand", signal.Signals(signum).name)
+        worker.stop()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    worker.run(burst=burst)
+    return 0
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="python -m ingest", description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command")
+    run_parser = commands.add_parser("run", help="drain the streams into MariaDB (default)")
+    run_parser.add_argument("--burst", action="store_true", help="exit once nothing is left")
+    status_parser = commands.add_parser("status", help="backlog, lag, pending, dead letters")
+    status_parser.add_argument("--json", action="store_true")
+    commands.add_parser("rebuild", help="recompute the Redis aggregates from og.events")
+    parser.add_argument("--burst", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+
+    if args.command == "status":
+        report = status.collect(build_redis(), config.get_stream_partitions())
+        print(json.dumps(report, indent=2) if args.json else status.render(report))
+        return 0
+    if args.command == "rebuild":
+        engine = event_store.build_engine(config.get_database_url())
+        summary = rebuild.rebuild(build_redis(), engine, config.get_stream_partitions(),
+                                  config.get_conversation_ttl())
+        print(json.dumps(summary))
+        return 0
+    return run(burst=args.burst)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

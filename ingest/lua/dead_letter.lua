@@ -1,0 +1,15 @@
+-- dead_letter.lua: move one entry the worker cannot write to the dead-letter stream.
+-- Copy and acknowledge happen together, so the entry is never in both places or neither.
+--
+-- KEYS[1] event stream         og:{p}:events
+-- KEYS[2] dead-letter stream   og:{p}:dead
+-- ARGV[1] consumer group   ARGV[2] entry id   ARGV[3] reason
+-- ARGV[4..] the entry's fields and values, as read
+-- Returns 1 if the entry was still pending (and is now dead-lettered), 0 otherwise.
+local fields = {'entry_id', ARGV[2], 'reason', ARGV[3]}
+for i = 4, #ARGV do fields[#fields + 1] = ARGV[i] end
+if redis.call('XACK', KEYS[1], ARGV[1], ARGV[2]) == 0 then
+  return 0
+end
+redis.call('XADD', KEYS[2], '*', unpack(fields))
+return 1

@@ -1,0 +1,128 @@
+"""`python -m ingest rebuild`: recompute Redis's hot state from the durable store.
+
+For when Redis is lost or its aggregates are in doubt. Sources: og.events, plus the
+stream entries not yet drained (if the stream survived). Rebuilt: every partition's
+stats hash (swapped in atomically by RENAME) and the conversation keys still inside the
+followup window. Run it with the API stopped: requests accepted during a rebuild may be
+missing from the swapped-in aggregates.
+"""
+from collections import defaultdict
+
+from sqlalchemy import case, func, select, tuple_
+
+from server import keys, timestamps
+from server.event_store import events
+
+CHUNK = 1000
+
+
+def _blank():
+    return {"n1": 0, "n0": 0, "f1": 0, "f0": 0, "first": None, "last": None}
+
+
+def _add(stats, symbol, guess, kind, ts):
+    entry = stats[symbol]
+    g = "1" if guess else "0"
+    if kind == "followup":
+        entry["f" + g] += 1
+        return
+    entry["n" + g] += 1
+    entry["first"] = ts if entry["first"] is None else min(entry["first"], ts)
+    entry["last"] = ts if entry["last"] is None else max(entry["last"], ts)
+
+
+def _from_database(connection, stats):
+    initial = events.c.kind == "initial"
+    query = select(
+        events.c.symbol, events.c.guess,
+        func.sum(case((initial, 1), else_=0)), func.sum(case((initial, 0), else_=1)),
+        func.min(case((initial, events.c.ts))), func.max(case((initial, events.c.ts))),
+    ).group_by(events.c.symbol, events.c.guess)
+    for symbol, guess, n, f, first, last in connection.execute(query):
+        entry, g = stats[symbol], "1" if guess else "0"
+        entry["n" + g] += int(n)
+        entry["f" + g] += int(f)
+        for bound, pick in ((first, min), (last, max)):
+            if bound is not None:
+                micros = timestamps.to_micros(bound)
+                field = "first" if pick is min else "last"
+                entry[field] = micros if entry[field] is None else pick(entry[field], micros)
+
+
+def _undrained(redis_client, connection, partitions):
+    """Stream entries (partition, id, fields) that og.events does not hold yet."""
+    found = []
+    for partition in range(partitions):
+        start = "-"
+        while True:
+            batch = redis_client.xrange(keys.stream(partition), min=start, max="+", count=CHUNK)
+            if not batch:
+                break
+            ids = [entry_id for entry_id, _ in batch]
+            stored = {row.event_id for row in connection.execute(
+                select(events.c.event_id).where(
+                    tuple_(events.c.stream, events.c.event_id).in_([(partition, i) for i in ids])))}
+            found += [(partition, i, f) for i, f in batch if i not in stored and "kind" in f]
+            start = "(" + ids[-1]
+    return found
+
+
+def _conversations(connection, cutoff):
+    followed = func.max(case((events.c.kind == "followup", 1), else_=0))
+    query = (select(events.c.uuid, events.c.symbol, events.c.guess,
+                    func.min(events.c.conversation_ts), followed)
+             .where(events.c.conversation_ts >= cutoff)
+             .group_by(events.c.uuid, events.c.symbol, events.c.guess))
+    return {uuid: [symbol, guess, timestamps.to_micros(cts), bool(f)]
+            for uuid, symbol, guess, cts, f in connection.execute(query)}
+
+
+def rebuild(redis_client, engine, partitions, conversation_ttl):
+    seconds, micros = redis_client.time()
+    now = seconds * 1_000_000 + micros
+    cutoff_micros = now - conversation_ttl * 1_000_000
+    stats = defaultdict(_blank)
+    with engine.connect() as connection:
+        _from_database(connection, stats)
+        undrained = _undrained(redis_client, connection, partitions)
+        conversations = _conversations(
+            connection, timestamps.parse_micros(cutoff_micros)) if conversation_ttl > 0 else {}
+    for _, _, fields in undrained:
+        ts, cts = int(fields["ts"]), int(fields["cts"])
+        _add(stats, fields["symbol"], fields["guess"] == "1", fields["kind"], ts)
+        if cts >= cutoff_micros:
+            known = conversations.setdefault(fields["uuid"], [fields["symbol"], fields["guess"] == "1", cts, False])
+            known[3] = known[3] or fields["kind"] == "followup"
+
+    # All totals go to partition 0's hash (dashboards sum over partitions); the others
+    # are cleared. Each hash is built aside and renamed over the live one.
+    for partition in range(partitions):
+        live, aside = keys.stats(partition), keys.stats(partition) + ":rebuild"
+        pipe = redis_client.pipeline(transaction=True)
+        pipe.delete(aside)
+        mapping = {}
+        if partition == 0:
+            for symbol, entry in stats.items():
+                for name, value in entry.items():
+                    if value is not None:
+                        mapping[f"{symbol}:{name}"] = value
+        if mapping:
+            pipe.hset(aside, mapping=mapping)
+            pipe.rename(aside, live)
+        else:
+            pipe.delete(live)
+        pipe.execute()
+
+    pipe = redis_client.pipeline(transaction=False)
+    for count, (uuid, (symbol, guess, cts, followed)) in enumerate(conversations.items(), 1):
+        remaining_s = conversation_ttl - (now - cts) // 1_000_000
+        if remaining_s > 0:
+            value = ("+" if followed else "-") + symbol + ("1" if guess else "0") + str(cts)
+            pipe.set(keys.conversation(keys.partition_of(uuid, partitions), uuid), value, ex=remaining_s)
+        if count % CHUNK == 0:
+            pipe.execute()
+    pipe.execute()
+    return {"symbols": len(stats), "undrained_events": len(undrained),
+            "conversations_restored": len(conversations),
+            "conversations": sum(e["n1"] + e["n0"] for e in stats.values()),
+            "followups": sum(e["f1"] + e["f0"] for e in stats.values())}

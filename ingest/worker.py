@@ -1,0 +1,268 @@
+"""The ingest loop: stream -> batch -> one INSERT -> commit -> XACK -> trim.
+
+Read top to bottom, the failure paths are:
+- MariaDB away: the batch stays pending, retried with capped exponential backoff and
+  jitter until it is written (or a stop is asked; then it stays pending for later).
+- Redis away: wait with backoff, reconnect, recreate the consumer groups if lost.
+- a poison entry: a malformed one goes to the dead-letter stream at once; one the
+  database rejects stays pending, is retried on reclaim, and is dead-lettered once it
+  has been delivered max_deliveries times. Neither blocks the rest of the batch.
+- a dead worker: its pending entries are reclaimed (XAUTOCLAIM) at start and every
+  claim interval; redelivery is harmless because rows are keyed by stream entry id.
+- SIGTERM: finish the batch in hand, ack, exit 0. A second SIGTERM stops at once
+  (whatever was not acked stays pending and is reclaimed by the next worker).
+"""
+import logging
+import random
+import threading
+import time
+from pathlib import Path
+
+from redis.exceptions import ConnectionError, ResponseError, TimeoutError
+
+from ingest.entries import MalformedEntry, Rows
+from ingest.writer import DatabaseUnavailable
+from server import keys
+
+log = logging.getLogger("ingest")
+
+LUA = Path(__file__).with_name("lua")
+IDLE_BLOCK_MS = 1000
+"""Longest blocking read when idle: a stop request is seen within this."""
+BACKOFF_BASE_S = 0.1
+BACKOFF_CAP_S = 10.0
+"""Retry delays grow 0.1, 0.2, 0.4 ... s up to this cap, each drawn with full jitter."""
+GAUGE_EVERY_S = 1.0
+"""How often lag/pending/backlog gauges are read from Redis."""
+
+
+class Worker:
+    def __init__(self, redis_client, writer, name, partitions, batch_size, batch_ms,
+                 claim_idle_ms, max_deliveries, metrics=None):
+        self.redis = redis_client
+        self.writer = writer
+        self.name = name
+        self.partitions = list(range(partitions))
+        self.streams = {keys.stream(p): p for p in self.partitions}
+        self.batch_size = batch_size
+        self.batch_ms = batch_ms
+        self.claim_idle_ms = claim_idle_ms
+        self.max_deliveries = max_deliveries
+        self.metrics = metrics
+        self.rows = Rows()
+        self.stopping = threading.Event()
+        self._trim = redis_client.register_script((LUA / "trim.lua").read_text())
+        self._dead_letter = redis_client.register_script((LUA / "dead_letter.lua").read_text())
+        self._ready = False
+        self._claimed_at = 0.0
+        self._gauges_at = 0.0
+        self.written = 0
+        self.dead_lettered = 0
+
+    # -- the loop ---------------------------------------------------------------
+
+    def run(self, burst=False):
+        """Drain until stopped; with burst, until nothing is left to write."""
+        log.info("ingest %s: starting on %d partition(s)%s", self.name, len(self.partitions),
+                 " (burst)" if burst else "")
+        failures = 0
+        while not self.stopping.is_set():
+            try:
+                self._setup()
+                drained = self._pass(burst)
+                failures = 0
+                if burst and drained:
+                    break
+            except (ConnectionError, TimeoutError, OSError) as error:
+                failures += 1
+                self._count_retry("redis")
+                log.warning("ingest %s: redis unavailable (%s); retry %d", self.name, error, failures)
+                self._backoff(failures)
+            except DatabaseUnavailable as error:
+                failures += 1
+                self._count_retry("database")
+                log.warning("ingest %s: database unavailable (%s); retry %d", self.name, error, failures)
+                self._backoff(failures)
+            except ResponseError as error:
+                if "NOGROUP" not in str(error):
+                    raise
+                # Redis lost its data (or the stream was deleted): recreate the groups.
+                log.warning("ingest %s: consumer group missing; recreating", self.name)
+                self._ready = False
+        self._leave_group()
+        log.info("ingest %s: stopped; %d events written, %d dead-lettered",
+                 self.name, self.written, self.dead_lettered)
+
+    def _leave_group(self):
+        """Deregister this consumer if it holds nothing; otherwise its entries stay claimable."""
+        try:
+            for stream in self.streams:
+                pending = self.redis.xpending_range(stream, keys.GROUP, min="-", max="+",
+                                                    count=1, consumername=self.name)
+                if not pending:
+                    self.redis.xgroup_delconsumer(stream, keys.GROUP, self.name)
+        except (ConnectionError, TimeoutError, ResponseError, OSError):
+            pass  # a leftover consumer name is harmless
+
+    def stop(self):
+        self.stopping.set()
+
+    def _setup(self):
+        if self._ready:
+            return
+        self.writer.create_tables()
+        for stream in self.streams:
+            try:
+                self.redis.xgroup_create(stream, keys.GROUP, id="0", mkstream=True)
+            except ResponseError as error:
+                if "BUSYGROUP" not in str(error):
+                    raise
+        self._claimed_at = 0.0  # reclaim what dead consumers left, first thing
+        self._ready = True
+
+    def _pass(self, burst):
+        """One read-write-ack cycle; True when there was nothing to do."""
+        now = time.monotonic()
+        entries = []
+        if burst or now - self._claimed_at >= self.claim_idle_ms / 1000:
+            entries = self._claim()
+            self._claimed_at = now
+        if not entries:
+            entries = self._read(block=not burst)
+        if entries:
+            self._flush(entries)
+        if self.metrics and now - self._gauges_at >= GAUGE_EVERY_S:
+            self._gauges_at = now
+            self.metrics.observe_streams(self.redis, self.streams)
+        return not entries
+
+    # -- reading ----------------------------------------------------------------
+
+    def _read(self, block):
+        """Up to batch_size new entries, waiting at most batch_ms after the first."""
+        entries, deadline = [], None
+        while len(entries) < self.batch_size and not self.stopping.is_set():
+            if deadline is None:
+                wait_ms = IDLE_BLOCK_MS if block else None
+            else:
+                wait_ms = int((deadline - time.monotonic()) * 1000)
+                if wait_ms <= 0:
+                    break
+            reply = self.redis.xreadgroup(keys.GROUP, self.name, {s: ">" for s in self.streams},
+                                          count=self.batch_size - len(entries), block=wait_ms)
+            got = self._entries(reply)
+            if not got:
+                break
+            entries += got
+            if deadline is None:
+                deadline = time.monotonic() + self.batch_ms / 1000
+                block = True
+        return entries
+
+    def _claim(self):
+        """Entries idle past claim_idle_ms in any consumer (dead, or rejected rows)."""
+        entries = []
+        for stream, partition in self.streams.items():
+            start = "0-0"
+            while len(entries) < self.batch_size:
+                start, claimed, _deleted = self.redis.xautoclaim(
+                    stream, keys.GROUP, self.name, self.claim_idle_ms, start_id=start,
+                    count=self.batch_size - len(entries))
+                entries += [(partition, entry_id, fields) for entry_id, fields in claimed if fields]
+                if start == "0-0":
+                    break
+        if entries:
+            log.info("ingest %s: reclaimed %d pending entries", self.name, len(entries))
+        return entries
+
+    def _entries(self, reply):
+        return [(self.streams[stream], entry_id, fields)
+                for stream, messages in (reply or []) for entry_id, fields in messages]
+
+    # -- writing ----------------------------------------------------------------
+
+    def _flush(self, entries):
+        rows, malformed = [], []
+        for partition, entry_id, fields in entries:
+            try:
+                rows.append(self.rows.row(partition, entry_id, fields))
+            except MalformedEntry as error:
+                malformed.append((partition, entry_id, fields, f"malformed: {error}"))
+        started = time.monotonic()
+        rejected = self._write(rows)
+        written = len(rows) - len(rejected)
+        if self.metrics:
+            self.metrics.batch(written, time.monotonic() - started)
+        # Only what is committed is acknowledged; rejected rows stay pending.
+        unwritten = {(row["stream"], row["event_id"]) for row, _ in rejected}
+        unwritten |= {(p, i) for p, i, _, _ in malformed}
+        self._ack([(p, i) for p, i, _ in entries if (p, i) not in unwritten])
+        self.written += written
+        for partition, entry_id, fields, reason in malformed:
+            self._bury(partition, entry_id, fields, reason)  # retrying cannot help
+        fields_of = {(p, i): f for p, i, f in entries}
+        for row, reason in rejected:
+            key = (row["stream"], row["event_id"])
+            if self._deliveries(*key) >= self.max_deliveries:
+                self._bury(*key, fields_of[key], reason)
+            else:
+                log.warning("ingest %s: entry %s rejected (%s); left pending for retry",
+                            self.name, key[1], reason)
+        self._trim_streams({p for p, _, _ in entries})
+        log.debug("ingest %s: flushed %d events", self.name, written)
+
+    def _write(self, rows):
+        """Write until written; a stop request during an outage leaves them pending."""
+        failures = 0
+        while True:
+            try:
+                return self.writer.write(rows)
+            except DatabaseUnavailable as error:
+                failures += 1
+                self._count_retry("database")
+                if self.stopping.is_set() and failures > 1:
+                    raise
+                log.warning("ingest %s: database unavailable (%s); batch of %d kept, retry %d",
+                            self.name, error, len(rows), failures)
+                self._backoff(failures)
+
+    def _ack(self, done):
+        if not done:
+            return
+        by_partition = {}
+        for partition, entry_id in done:
+            by_partition.setdefault(partition, []).append(entry_id)
+        pipe = self.redis.pipeline(transaction=False)
+        for partition, ids in by_partition.items():
+            pipe.xack(keys.stream(partition), keys.GROUP, *ids)
+        pipe.execute()
+
+    def _trim_streams(self, partitions):
+        for partition in partitions:
+            self._trim(keys=[keys.stream(partition)], args=[keys.GROUP])
+
+    def _deliveries(self, partition, entry_id):
+        info = self.redis.xpending_range(keys.stream(partition), keys.GROUP, min=entry_id,
+                                         max=entry_id, count=1)
+        return info[0]["times_delivered"] if info else 0
+
+    def _bury(self, partition, entry_id, fields, reason):
+        flat = [item for pair in fields.items() for item in pair]
+        moved = self._dead_letter(keys=[keys.stream(partition), keys.dead_letters(partition)],
+                                  args=[keys.GROUP, entry_id, reason, *flat])
+        if moved:
+            self.dead_lettered += 1
+            if self.metrics:
+                self.metrics.dead_letter()
+            log.error("ingest %s: entry %s of partition %d dead-lettered: %s",
+                      self.name, entry_id, partition, reason)
+
+    # -- waiting ----------------------------------------------------------------
+
+    def _backoff(self, failures):
+        delay = random.uniform(0, min(BACKOFF_CAP_S, BACKOFF_BASE_S * 2 ** min(failures, 20)))
+        self.stopping.wait(delay)
+
+    def _count_retry(self, reason):
+        if self.metrics:
+            self.metrics.retry(reason)

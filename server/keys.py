@@ -1,0 +1,46 @@
+"""The Redis key layout, shared by the API and the ingest worker.
+
+Every key a script touches carries the hash tag of one stream partition, `{p}`, so a
+script runs on one Redis Cluster slot. A conversation lives in the partition chosen by
+its uuid, which is also where its followup lands:
+
+    og:{p}:events      stream of accepted events (consumer group GROUP)
+    og:{p}:conv:<uuid> conversation state, "<state><symbol><guess><ts>", EX = the window
+                       (state '-' open, '+' followed up; ts = epoch microseconds)
+    og:{p}:stats       hash of the per-symbol aggregates of this partition:
+                       <s>:n1 <s>:n0  conversations guessed vowel / consonant
+                       <s>:f1 <s>:f0  of those, the ones that followed up
+                       <s>:first <s>:last  earliest / latest /initial (epoch µs)
+    og:{p}:dead        dead-letter stream: entries the worker could not write
+
+A symbol's totals are the sums over partitions (min/max for first/last).
+"""
+PREFIX = "og"
+GROUP = "ingest"
+"""The consumer group the ingest workers share."""
+
+
+def partition_of(uuid: str, partitions: int) -> int:
+    # uuid4 is random in its first 32 bits, so this spreads conversations evenly.
+    return int(uuid[:8], 16) % partitions
+
+
+def stream(partition: int) -> str:
+    return f"{PREFIX}:{{{partition}}}:events"
+
+
+def conversation(partition: int, uuid: str) -> str:
+    return f"{PREFIX}:{{{partition}}}:conv:{uuid}"
+
+
+def stats(partition: int) -> str:
+    return f"{PREFIX}:{{{partition}}}:stats"
+
+
+def dead_letters(partition: int) -> str:
+    return f"{PREFIX}:{{{partition}}}:dead"
+
+
+def stat_fields(symbol: str):
+    """The stats fields of one symbol, in the order the backends read them."""
+    return [f"{symbol}:{name}" for name in ("n1", "n0", "f1", "f0", "first", "last")]

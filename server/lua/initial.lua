@@ -1,0 +1,39 @@
+-- initial.lua: POST /initial in one atomic step (one round trip per request).
+-- Checks the uuid is new, appends the event to the stream and updates the symbol's
+-- aggregates, all stamped with this Redis's clock (TIME).
+--
+-- KEYS[1] conversation key   og:{p}:conv:<uuid>
+-- KEYS[2] event stream       og:{p}:events
+-- KEYS[3] aggregates hash    og:{p}:stats
+-- ARGV[1] uuid (canonical)   ARGV[2] symbol (a-z)   ARGV[3] guess ('1' vowel, '0' consonant)
+-- ARGV[4] conversation window, seconds   ARGV[5] backlog high-water mark, stream entries
+-- Returns 'ok', 'exists' (the uuid already started a conversation: 409) or
+-- 'backlog' (the stream is over the high-water mark: 503, nothing written).
+local uuid, symbol, guess = ARGV[1], ARGV[2], ARGV[3]
+
+if redis.call('XLEN', KEYS[2]) >= tonumber(ARGV[5]) then
+  return 'backlog'
+end
+
+local now = redis.call('TIME')
+local ts = now[1] .. string.format('%06d', now[2])
+
+if not redis.call('SET', KEYS[1], '-' .. symbol .. guess .. ts, 'NX', 'EX', ARGV[4]) then
+  return 'exists'
+end
+
+redis.call('XADD', KEYS[2], '*', 'kind', 'initial', 'uuid', uuid, 'symbol', symbol,
+           'guess', guess, 'ts', ts, 'cts', ts)
+
+-- ts strings have the same length (16 digits until 2286), so string order is time order;
+-- comparing keeps first/last right even if the clock steps back.
+local first_field, last_field = symbol .. ':first', symbol .. ':last'
+local bounds = redis.call('HMGET', KEYS[3], first_field, last_field)
+redis.call('HINCRBY', KEYS[3], symbol .. ':n' .. guess, 1)
+if not bounds[1] or ts < bounds[1] then
+  redis.call('HSET', KEYS[3], first_field, ts)
+end
+if not bounds[2] or ts > bounds[2] then
+  redis.call('HSET', KEYS[3], last_field, ts)
+end
+return 'ok'

@@ -1,0 +1,180 @@
+"""RedisInterface: the product. Redis is the hot tier, MariaDB the durable raw store.
+
+/initial and /followup are one EVALSHA each (server/lua/), coalesced with the calls of
+concurrent requests into one pipeline per worker. /dashboard/symbol reads the Redis
+aggregates (exact); /dashboard/range reads og.events, which the ingest worker fills.
+"""
+import hashlib
+import threading
+import time
+from pathlib import Path
+
+import redis
+from redis.exceptions import NoScriptError, RedisError, ResponseError
+from sqlalchemy.exc import SQLAlchemyError
+
+from server import config, event_store, keys, timestamps
+from server.coalescing import CoalescingClient
+from server.data_interface import Conflict, DataInterface, NotFound, Unavailable
+from server.model import NO_STATS, GuessStats
+
+LUA = Path(__file__).with_name("lua")
+STATS_MAX_AGE_S = 1.0
+"""The model may read stats this stale (SPEC section 4): one refresh a second per worker."""
+
+
+class Script:
+    """A Lua file, run by EVALSHA and loaded again when Redis answers NOSCRIPT."""
+
+    def __init__(self, name):
+        self.text = (LUA / f"{name}.lua").read_text()
+        self.sha = hashlib.sha1(self.text.encode()).hexdigest()
+
+    def command(self, keys_, args):
+        return ("EVALSHA", self.sha, len(keys_), *keys_, *args)
+
+
+class RedisInterface(DataInterface):
+    def __init__(self, policy, redis_url, database_url, partitions=1, conversation_ttl=86400,
+                 backlog_high_water=1_000_000, timeout=1.0):
+        self.policy = policy
+        self.redis_url = redis_url
+        self.database_url = database_url
+        self.partitions = partitions
+        self.conversation_ttl = conversation_ttl
+        self.backlog_high_water = backlog_high_water
+        self.timeout = timeout
+        self._initial = Script("initial")
+        self._followup = Script("followup")
+        self._client = None
+        self._engine = None
+        self._build_lock = threading.Lock()
+        self._stats = {}
+        self._stats_at = None
+        self._refreshing = False
+
+    @classmethod
+    def from_config(cls, policy):
+        return cls(policy, config.get_redis_url(), config.get_database_url(),
+                   partitions=config.get_stream_partitions(),
+                   conversation_ttl=config.get_conversation_ttl(),
+                   backlog_high_water=config.get_backlog_high_water(),
+                   timeout=config.get_redis_timeout())
+
+    # Clients are built on first use: in a gunicorn worker that is after the fork and
+    # after gevent's patching, so sockets are cooperative and never shared across forks.
+    def _redis(self):
+        if self._client is None:
+            with self._build_lock:
+                if self._client is None:
+                    pool = redis.ConnectionPool.from_url(
+                        self.redis_url, decode_responses=True, socket_timeout=self.timeout,
+                        socket_connect_timeout=self.timeout, max_connections=64)
+                    self._client = CoalescingClient(pool, wait_timeout=3 * self.timeout)
+        return self._client
+
+    def _database(self):
+        if self._engine is None:
+            with self._build_lock:
+                if self._engine is None:
+                    self._engine = event_store.build_engine(
+                        self.database_url, pool_size=4, max_overflow=4, pool_timeout=self.timeout,
+                        connect_args={"connect_timeout": max(1, int(self.timeout)),
+                                      "read_timeout": 10})
+        return self._engine
+
+    def _call(self, commands):
+        try:
+            return self._redis().execute_many(commands)
+        except ResponseError as error:
+            if str(error).startswith("OOM"):
+                raise Unavailable("redis is out of memory; writes are refused until it recovers") from error
+            raise
+        except (RedisError, OSError) as error:
+            raise Unavailable(f"redis unavailable: {error}") from error
+
+    def _run(self, script, keys_, args):
+        try:
+            return self._call([script.command(keys_, args)])[0]
+        except NoScriptError:  # Redis restarted or flushed its script cache
+            self._call([("SCRIPT", "LOAD", script.text)])
+            return self._call([script.command(keys_, args)])[0]
+
+    def _keys(self, uuid):
+        partition = keys.partition_of(uuid, self.partitions)
+        return (keys.conversation(partition, uuid), keys.stream(partition), keys.stats(partition))
+
+    def initial(self, uuid, symbol):
+        guess = self.policy.guess(self._model_stats(symbol))
+        outcome = self._run(self._initial, self._keys(uuid),
+                            (uuid, symbol, "1" if guess else "0", self.conversation_ttl,
+                             self.backlog_high_water))
+        if outcome == "exists":
+            raise Conflict(f"conversation {uuid} already exists")
+        self._check_backlog(outcome)
+        return guess
+
+    def followup(self, uuid):
+        outcome = self._run(self._followup, self._keys(uuid), (uuid, self.backlog_high_water))
+        if outcome == "unknown":
+            raise NotFound(f"no conversation {uuid} (unknown, or started more than "
+                           f"{self.conversation_ttl} s ago)")
+        if outcome == "followed":
+            raise Conflict(f"conversation {uuid} already followed up")
+        self._check_backlog(outcome)
+
+    @staticmethod
+    def _check_backlog(outcome):
+        if outcome == "backlog":
+            raise Unavailable("event backlog above its high-water mark: writes are paused "
+                              "until the ingest worker catches up; retry later")
+
+    def _model_stats(self, symbol):
+        # Refreshed from Redis at most once a second per worker; concurrent requests use
+        # the previous copy meanwhile instead of all refreshing at once.
+        now = time.monotonic()
+        stale = self._stats_at is None or now - self._stats_at > STATS_MAX_AGE_S
+        if stale and (self._stats_at is None or not self._refreshing):
+            self._refreshing = True
+            try:
+                replies = self._call([("HGETALL", keys.stats(p)) for p in range(self.partitions)])
+            finally:
+                self._refreshing = False
+            self._stats = _model_stats_from(replies)
+            self._stats_at = now
+        return self._stats.get(symbol, NO_STATS)
+
+    def dashboard_symbol(self, symbol):
+        fields = keys.stat_fields(symbol)
+        replies = self._call([("HMGET", keys.stats(p), *fields) for p in range(self.partitions)])
+        count = followups = 0
+        firsts, lasts = [], []
+        for n1, n0, f1, f0, first, last in replies:
+            count += int(n1 or 0) + int(n0 or 0)
+            followups += int(f1 or 0) + int(f0 or 0)
+            firsts += [first] if first else []
+            lasts += [last] if last else []
+        return {
+            "count": count, "symbol": symbol,
+            "earliest": timestamps.format_micros(min(firsts, key=int)) if firsts else None,
+            "latest": timestamps.format_micros(max(lasts, key=int)) if lasts else None,
+            "followups": followups,
+        }
+
+    def dashboard_range(self, lower, upper):
+        try:
+            with self._database().connect() as connection:
+                return event_store.range_summary(connection, lower, upper)
+        except SQLAlchemyError as error:
+            raise Unavailable(f"event store unavailable: {error.__class__.__name__}") from error
+
+
+def _model_stats_from(replies):
+    """Sum the per-partition stats hashes into a GuessStats per symbol."""
+    totals = {}
+    for reply in replies:
+        for field, value in reply.items():
+            symbol, _, name = field.partition(":")
+            if name in ("n1", "n0", "f1", "f0"):
+                totals.setdefault(symbol, {"n1": 0, "n0": 0, "f1": 0, "f0": 0})[name] += int(value)
+    return {symbol: GuessStats(t["n1"], t["n0"], t["f1"], t["f0"]) for symbol, t in totals.items()}
