@@ -2,6 +2,8 @@
 
 The API's Lua scripts are the only writers of the stream, but the worker trusts no
 entry: one that does not parse is a poison entry (MalformedEntry), never a crash.
+Every field of a row is checked against a strict pattern here, which is what lets the
+writer put the values into its INSERT as literals (see ingest/writer.py).
 """
 import re
 import time
@@ -9,6 +11,7 @@ import time
 KINDS = frozenset(("initial", "followup"))
 _UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\Z")
 _MICROS = re.compile(r"\d{16}\Z")
+_ENTRY_ID = re.compile(r"\d{1,20}-\d{1,20}\Z")
 
 
 class MalformedEntry(ValueError):
@@ -32,7 +35,9 @@ class Rows:
         return f"{text}.{micros[-6:]}"
 
     def row(self, partition, entry_id, fields):
-        """A dict for og.events, or MalformedEntry."""
+        """A tuple in the column order of ingest.writer.COLUMNS, or MalformedEntry."""
+        if not isinstance(partition, int) or not _ENTRY_ID.match(entry_id):
+            raise MalformedEntry(f"bad entry id {partition!r}/{entry_id!r}")
         try:
             kind, uuid, symbol, guess = fields["kind"], fields["uuid"], fields["symbol"], fields["guess"]
             ts, conversation_ts = fields["ts"], fields["cts"]
@@ -48,8 +53,5 @@ class Rows:
             raise MalformedEntry(f"bad guess {guess!r}")
         if not _MICROS.match(ts) or not _MICROS.match(conversation_ts):
             raise MalformedEntry(f"bad timestamp {ts!r} / {conversation_ts!r}")
-        return {
-            "stream": partition, "event_id": entry_id, "uuid": uuid, "kind": kind,
-            "symbol": symbol, "guess": guess == "1", "ts": self._datetime(ts),
-            "conversation_ts": self._datetime(conversation_ts),
-        }
+        return (partition, entry_id, uuid, kind, symbol, int(guess),
+                self._datetime(ts), self._datetime(conversation_ts))

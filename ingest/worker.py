@@ -1,18 +1,25 @@
 """The ingest loop: stream -> batch -> one INSERT -> commit -> XACK -> trim.
 
+Two stages overlap: the reader (the calling thread) reads and checks the next batch
+while the committer thread waits on MariaDB for the previous one. At most one batch
+waits between them, so memory stays bounded and a stalled database stalls reading.
+
 Read top to bottom, the failure paths are:
 - MariaDB away: the batch stays pending, retried with capped exponential backoff and
   jitter until it is written (or a stop is asked; then it stays pending for later).
 - Redis away: wait with backoff, reconnect, recreate the consumer groups if lost.
+  An ack that fails leaves its entries pending; they are reclaimed and rewritten,
+  which is harmless because rows are keyed by stream entry id.
 - a poison entry: a malformed one goes to the dead-letter stream at once; one the
   database rejects stays pending, is retried on reclaim, and is dead-lettered once it
-  has been delivered max_deliveries times. Neither blocks the rest of the batch.
+  has been delivered max_deliveries times. Neither blocks the rest of its batch.
 - a dead worker: its pending entries are reclaimed (XAUTOCLAIM) at start and every
-  claim interval; redelivery is harmless because rows are keyed by stream entry id.
+  claim interval.
 - SIGTERM: finish the batch in hand, ack, exit 0. A second SIGTERM stops at once
   (whatever was not acked stays pending and is reclaimed by the next worker).
 """
 import logging
+import queue
 import random
 import threading
 import time
@@ -34,6 +41,14 @@ BACKOFF_CAP_S = 10.0
 """Retry delays grow 0.1, 0.2, 0.4 ... s up to this cap, each drawn with full jitter."""
 GAUGE_EVERY_S = 1.0
 """How often lag/pending/backlog gauges are read from Redis."""
+REDIS_ERRORS = (ConnectionError, TimeoutError, OSError)
+
+
+class Batch:
+    def __init__(self, entries, rows, malformed):
+        self.entries = entries      # [(partition, entry_id, fields)] as read
+        self.rows = rows            # og.events tuples of the well-formed entries
+        self.malformed = malformed  # [(partition, entry_id, fields, reason)]
 
 
 class Worker:
@@ -42,8 +57,7 @@ class Worker:
         self.redis = redis_client
         self.writer = writer
         self.name = name
-        self.partitions = list(range(partitions))
-        self.streams = {keys.stream(p): p for p in self.partitions}
+        self.streams = {keys.stream(p): p for p in range(partitions)}
         self.batch_size = batch_size
         self.batch_ms = batch_ms
         self.claim_idle_ms = claim_idle_ms
@@ -53,59 +67,55 @@ class Worker:
         self.stopping = threading.Event()
         self._trim = redis_client.register_script((LUA / "trim.lua").read_text())
         self._dead_letter = redis_client.register_script((LUA / "dead_letter.lua").read_text())
+        self._handover = queue.Queue(maxsize=1)
         self._ready = False
         self._claimed_at = 0.0
         self._gauges_at = 0.0
         self.written = 0
         self.dead_lettered = 0
 
-    # -- the loop ---------------------------------------------------------------
+    def stop(self):
+        self.stopping.set()
+
+    # -- the reader ---------------------------------------------------------------
 
     def run(self, burst=False):
         """Drain until stopped; with burst, until nothing is left to write."""
-        log.info("ingest %s: starting on %d partition(s)%s", self.name, len(self.partitions),
+        log.info("ingest %s: starting on %d partition(s)%s", self.name, len(self.streams),
                  " (burst)" if burst else "")
+        committer = threading.Thread(target=self._commit_loop, name="ingest-commit", daemon=True)
+        committer.start()
         failures = 0
-        while not self.stopping.is_set():
-            try:
-                self._setup()
-                drained = self._pass(burst)
-                failures = 0
-                if burst and drained:
-                    break
-            except (ConnectionError, TimeoutError, OSError) as error:
-                failures += 1
-                self._count_retry("redis")
-                log.warning("ingest %s: redis unavailable (%s); retry %d", self.name, error, failures)
-                self._backoff(failures)
-            except DatabaseUnavailable as error:
-                failures += 1
-                self._count_retry("database")
-                log.warning("ingest %s: database unavailable (%s); retry %d", self.name, error, failures)
-                self._backoff(failures)
-            except ResponseError as error:
-                if "NOGROUP" not in str(error):
-                    raise
-                # Redis lost its data (or the stream was deleted): recreate the groups.
-                log.warning("ingest %s: consumer group missing; recreating", self.name)
-                self._ready = False
-        self._leave_group()
+        try:
+            while not self.stopping.is_set():
+                try:
+                    self._setup()
+                    drained = self._pass(burst)
+                    failures = 0
+                    if burst and drained:
+                        break
+                except REDIS_ERRORS as error:
+                    failures += 1
+                    self._count_retry("redis")
+                    log.warning("ingest %s: redis unavailable (%s); retry %d", self.name, error, failures)
+                    self._backoff(failures)
+                except DatabaseUnavailable as error:
+                    failures += 1
+                    self._count_retry("database")
+                    log.warning("ingest %s: database unavailable (%s); retry %d", self.name, error, failures)
+                    self._backoff(failures)
+                except ResponseError as error:
+                    if "NOGROUP" not in str(error):
+                        raise
+                    # Redis lost its data (or the stream was deleted): recreate the groups.
+                    log.warning("ingest %s: consumer group missing; recreating", self.name)
+                    self._ready = False
+        finally:
+            self._handover.put(None)  # the batch in hand is finished first
+            committer.join()
+            self._leave_group()
         log.info("ingest %s: stopped; %d events written, %d dead-lettered",
                  self.name, self.written, self.dead_lettered)
-
-    def _leave_group(self):
-        """Deregister this consumer if it holds nothing; otherwise its entries stay claimable."""
-        try:
-            for stream in self.streams:
-                pending = self.redis.xpending_range(stream, keys.GROUP, min="-", max="+",
-                                                    count=1, consumername=self.name)
-                if not pending:
-                    self.redis.xgroup_delconsumer(stream, keys.GROUP, self.name)
-        except (ConnectionError, TimeoutError, ResponseError, OSError):
-            pass  # a leftover consumer name is harmless
-
-    def stop(self):
-        self.stopping.set()
 
     def _setup(self):
         if self._ready:
@@ -121,22 +131,25 @@ class Worker:
         self._ready = True
 
     def _pass(self, burst):
-        """One read-write-ack cycle; True when there was nothing to do."""
+        """Read one batch and hand it to the committer; True when there was none."""
         now = time.monotonic()
         entries = []
-        if burst or now - self._claimed_at >= self.claim_idle_ms / 1000:
+        if now - self._claimed_at >= self.claim_idle_ms / 1000:
             entries = self._claim()
             self._claimed_at = now
         if not entries:
             entries = self._read(block=not burst)
+        if not entries and burst:
+            # Before calling it drained: let the batch in flight settle, then take back
+            # what it left pending (rejected rows, after claim_idle_ms).
+            self._handover.join()
+            entries = self._claim()
         if entries:
-            self._flush(entries)
+            self._handover.put(self._prepare(entries))
         if self.metrics and now - self._gauges_at >= GAUGE_EVERY_S:
             self._gauges_at = now
             self.metrics.observe_streams(self.redis, self.streams)
         return not entries
-
-    # -- reading ----------------------------------------------------------------
 
     def _read(self, block):
         """Up to batch_size new entries, waiting at most batch_ms after the first."""
@@ -150,7 +163,8 @@ class Worker:
                     break
             reply = self.redis.xreadgroup(keys.GROUP, self.name, {s: ">" for s in self.streams},
                                           count=self.batch_size - len(entries), block=wait_ms)
-            got = self._entries(reply)
+            got = [(self.streams[stream], entry_id, fields)
+                   for stream, messages in (reply or []) for entry_id, fields in messages]
             if not got:
                 break
             entries += got
@@ -175,40 +189,59 @@ class Worker:
             log.info("ingest %s: reclaimed %d pending entries", self.name, len(entries))
         return entries
 
-    def _entries(self, reply):
-        return [(self.streams[stream], entry_id, fields)
-                for stream, messages in (reply or []) for entry_id, fields in messages]
-
-    # -- writing ----------------------------------------------------------------
-
-    def _flush(self, entries):
+    def _prepare(self, entries):
         rows, malformed = [], []
         for partition, entry_id, fields in entries:
             try:
                 rows.append(self.rows.row(partition, entry_id, fields))
             except MalformedEntry as error:
                 malformed.append((partition, entry_id, fields, f"malformed: {error}"))
+        return Batch(entries, rows, malformed)
+
+    # -- the committer --------------------------------------------------------------
+
+    def _commit_loop(self):
+        while True:
+            batch = self._handover.get()
+            try:
+                if batch is None:
+                    return
+                self._commit(batch)
+            except DatabaseUnavailable:
+                log.warning("ingest %s: stopping during an outage; %d entries left pending",
+                            self.name, len(batch.entries))
+            except REDIS_ERRORS as error:
+                log.warning("ingest %s: redis unavailable after the write (%s); %d entries left "
+                            "pending, to be reclaimed", self.name, error, len(batch.entries))
+            except Exception:  # never let the committer die silently with the reader going on
+                log.exception("ingest %s: commit failed; entries left pending", self.name)
+                self.stop()
+            finally:
+                self._handover.task_done()
+
+    def _commit(self, batch):
         started = time.monotonic()
-        rejected = self._write(rows)
-        written = len(rows) - len(rejected)
+        rejected = self._write(batch.rows)
+        written = len(batch.rows) - len(rejected)
+        self.written += written
         if self.metrics:
             self.metrics.batch(written, time.monotonic() - started)
         # Only what is committed is acknowledged; rejected rows stay pending.
-        unwritten = {(row["stream"], row["event_id"]) for row, _ in rejected}
-        unwritten |= {(p, i) for p, i, _, _ in malformed}
-        self._ack([(p, i) for p, i, _ in entries if (p, i) not in unwritten])
-        self.written += written
-        for partition, entry_id, fields, reason in malformed:
+        unwritten = {(row[0], row[1]) for row, _ in rejected}
+        unwritten |= {(p, i) for p, i, _, _ in batch.malformed}
+        self._ack([(p, i) for p, i, _ in batch.entries if (p, i) not in unwritten])
+        for partition, entry_id, fields, reason in batch.malformed:
             self._bury(partition, entry_id, fields, reason)  # retrying cannot help
-        fields_of = {(p, i): f for p, i, f in entries}
+        fields_of = {(p, i): f for p, i, f in batch.entries}
         for row, reason in rejected:
-            key = (row["stream"], row["event_id"])
+            key = (row[0], row[1])
             if self._deliveries(*key) >= self.max_deliveries:
                 self._bury(*key, fields_of[key], reason)
             else:
                 log.warning("ingest %s: entry %s rejected (%s); left pending for retry",
                             self.name, key[1], reason)
-        self._trim_streams({p for p, _, _ in entries})
+        for partition in {p for p, _, _ in batch.entries}:
+            self._trim(keys=[keys.stream(partition)], args=[keys.GROUP])
         log.debug("ingest %s: flushed %d events", self.name, written)
 
     def _write(self, rows):
@@ -220,7 +253,7 @@ class Worker:
             except DatabaseUnavailable as error:
                 failures += 1
                 self._count_retry("database")
-                if self.stopping.is_set() and failures > 1:
+                if self.stopping.is_set():
                     raise
                 log.warning("ingest %s: database unavailable (%s); batch of %d kept, retry %d",
                             self.name, error, len(rows), failures)
@@ -236,10 +269,6 @@ class Worker:
         for partition, ids in by_partition.items():
             pipe.xack(keys.stream(partition), keys.GROUP, *ids)
         pipe.execute()
-
-    def _trim_streams(self, partitions):
-        for partition in partitions:
-            self._trim(keys=[keys.stream(partition)], args=[keys.GROUP])
 
     def _deliveries(self, partition, entry_id):
         info = self.redis.xpending_range(keys.stream(partition), keys.GROUP, min=entry_id,
@@ -257,7 +286,18 @@ class Worker:
             log.error("ingest %s: entry %s of partition %d dead-lettered: %s",
                       self.name, entry_id, partition, reason)
 
-    # -- waiting ----------------------------------------------------------------
+    # -- leaving, waiting ---------------------------------------------------------
+
+    def _leave_group(self):
+        """Deregister this consumer if it holds nothing; otherwise its entries stay claimable."""
+        try:
+            for stream in self.streams:
+                pending = self.redis.xpending_range(stream, keys.GROUP, min="-", max="+",
+                                                    count=1, consumername=self.name)
+                if not pending:
+                    self.redis.xgroup_delconsumer(stream, keys.GROUP, self.name)
+        except (*REDIS_ERRORS, ResponseError):
+            pass  # a leftover consumer name is harmless
 
     def _backoff(self, failures):
         delay = random.uniform(0, min(BACKOFF_CAP_S, BACKOFF_BASE_S * 2 ** min(failures, 20)))

@@ -2,8 +2,13 @@
 
 Errors split in two: the database being away (retry the whole batch later) and a row
 it rejects (find it by splitting the batch, write the rest, report it).
+
+The INSERT carries its values as literals. Every value was checked against a strict
+pattern in ingest/entries.py (digits, hex uuid, a-z, a fixed kind, formatted
+datetimes), so no quoting is needed; skipping the driver's per-value escaping makes
+the drain ~1.5x faster (93k vs 60k rows/s for 1000-row batches on the reference
+machine, see discussion.txt).
 """
-from sqlalchemy.dialects.mysql import insert
 from sqlalchemy.exc import DBAPIError, ProgrammingError
 
 from server.event_store import create_tables, events
@@ -21,8 +26,11 @@ ROW_ERRORS = frozenset((
 ))
 NO_SUCH_TABLE = 1146
 
-# A redelivered entry hits the primary key (stream, event_id) and changes nothing.
-_INSERT = insert(events).on_duplicate_key_update(event_id=events.c.event_id)
+COLUMNS = ("stream", "event_id", "uuid", "kind", "symbol", "guess", "ts", "conversation_ts")
+_ROW = "(%d,'%s','%s','%s','%s',%d,'%s','%s')"
+_INSERT = "INSERT INTO {table} ({columns}) VALUES {{values}} ON DUPLICATE KEY UPDATE event_id = event_id".format(
+    table=events.name, columns=", ".join(events.c[name].name for name in COLUMNS))
+"""A redelivered entry hits the primary key (stream, event_id) and changes nothing."""
 
 
 class DatabaseUnavailable(Exception):
@@ -69,5 +77,6 @@ class EventWriter:
         return self.write(rows[:middle]) + self.write(rows[middle:])
 
     def _insert(self, rows):
+        statement = _INSERT.format(values=",".join([_ROW % row for row in rows]))
         with self.engine.begin() as connection:
-            connection.execute(_INSERT, rows)
+            connection.exec_driver_sql(statement)

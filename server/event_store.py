@@ -28,7 +28,6 @@ events = Table(
            comment="the conversation's /initial time, UTC"),
     # Serves /dashboard/range from the index alone: a range scan on conversation_ts.
     Index("events_by_conversation_ts", "conversation_ts", "symbol", "kind"),
-    Index("events_by_uuid", "uuid"),
     mysql_engine="InnoDB",
     mysql_charset="ascii",
 )

@@ -1,0 +1,187 @@
+"""Fixtures: private Redis / MariaDB / gunicorn processes and in-process apps per backend.
+
+Servers are session-scoped and started on first use; `redis` and `database` hand each
+test an empty store. See tests/servers.py for the process objects themselves.
+"""
+import importlib.util
+import itertools
+import os
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+import sqlalchemy
+
+from tests.servers import REPO_ROOT, GunicornServer, MariaDBServer, RedisServer
+
+TESTS_DIR = Path(__file__).resolve().parent
+TIERS = ("unit", "integration", "e2e")
+CONFIG_VARS = ("REDIS_URL", "DATABASE_URL")
+"""Configuration variables besides OG_*; all of them are cleared for every test."""
+
+
+def pytest_collection_modifyitems(items):
+    # Each test is marked with its tier from its folder, so `-m "not e2e"` works.
+    for item in items:
+        parts = Path(item.path).resolve().relative_to(TESTS_DIR).parts
+        if parts and parts[0] in TIERS:
+            item.add_marker(parts[0])
+
+
+def _is_config_var(name):
+    return name.startswith("OG_") or name in CONFIG_VARS
+
+
+# --- the stores --------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory):
+    """The session's RedisServer (AOF, fsync always); tests may kill/stop/start it."""
+    server = RedisServer(tmp_path_factory.mktemp("redis")).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def mariadb_server(tmp_path_factory):
+    """The session's MariaDBServer with database `og`, user og/og; killable and restartable."""
+    server = MariaDBServer(tmp_path_factory.mktemp("mariadb")).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def redis(redis_server):
+    """A decode_responses client on the session Redis, running and FLUSHALLed."""
+    redis_server.ensure_running()
+    client = redis_server.client()
+    client.flushall()
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def database(mariadb_server):
+    """An SQLAlchemy engine on `og` as user og, with every table in `og` dropped first."""
+    mariadb_server.ensure_running()
+    mariadb_server.drop_all_tables()
+    engine = sqlalchemy.create_engine(mariadb_server.url)
+    yield engine
+    engine.dispose()
+
+
+# --- configuration and apps ----------------------------------------------------------
+
+
+@pytest.fixture
+def env(monkeypatch):
+    """`env(NAME=value, ...)` sets configuration variables for the rest of the test.
+
+    Any OG_*, REDIS_URL and DATABASE_URL inherited from the shell is cleared first, so a
+    test sees only what it sets. None unsets; other values are str()-ed.
+    """
+    for name in [n for n in os.environ if _is_config_var(n)]:
+        monkeypatch.delenv(name)
+
+    def set_env(**values):
+        for name, value in values.items():
+            if value is None:
+                monkeypatch.delenv(name, raising=False)
+            else:
+                monkeypatch.setenv(name, str(value))
+
+    return set_env
+
+
+@dataclass
+class InProcessApi:
+    backend: str
+    app: object
+    client: object  # Flask test client
+    data_interface: object
+    env: dict = field(default_factory=dict)
+
+    @property
+    def sqlite_path(self):
+        return self.env.get("OG_SQLITE_PATH")
+
+
+_app_copies = itertools.count()
+
+
+def _fresh_app_module():
+    # server/app.py builds `data_interface` at import time from the environment. A
+    # private copy of the module per app (rather than importlib.reload of server.app)
+    # keeps each app's `data_interface` global its own: a reload would rebind the global
+    # that every earlier app's views read, silently switching their backend.
+    name = f"_og_app_under_test_{next(_app_copies)}"
+    spec = importlib.util.spec_from_file_location(name, REPO_ROOT / "server" / "app.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # Flask(__name__) looks its module up here for root_path
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        del sys.modules[name]
+    return module
+
+
+def _backend_defaults(backend, directory, request, index):
+    """Private stores for a backend, unless the caller names its own."""
+    if backend == "sqlite":
+        return {"OG_SQLITE_PATH": str(directory / f"og-{index}.sqlite3")}
+    if backend == "redis":
+        return {"REDIS_URL": request.getfixturevalue("redis_server").url,
+                "DATABASE_URL": request.getfixturevalue("mariadb_server").url}
+    return {}
+
+
+@pytest.fixture
+def make_app(env, tmp_path, request):
+    """`make_app(backend, **env)` -> InProcessApi(backend, app, client, data_interface, env).
+
+    Sets OG_BACKEND=backend plus the given variables (through `env`, so they stay set for
+    the rest of the test), then executes a private copy of server/app.py, exactly the
+    import-time path gunicorn takes. Defaults: sqlite gets a new file in tmp_path
+    (`.sqlite_path`); redis gets the session's private Redis and MariaDB URLs (starting
+    them on first use).
+    """
+    indexes = itertools.count()
+
+    def build(backend, **values):
+        settings = {"OG_BACKEND": backend,
+                    **_backend_defaults(backend, tmp_path, request, next(indexes)), **values}
+        env(**settings)
+        module = _fresh_app_module()
+        return InProcessApi(backend, module.app, module.app.test_client(), module.data_interface,
+                            {k: str(v) for k, v in settings.items() if v is not None})
+
+    return build
+
+
+@pytest.fixture
+def gunicorn_server(tmp_path_factory, request):
+    """`gunicorn_server(backend, workers=2, **env)` -> a started GunicornServer.
+
+    Runs `.venv/bin/gunicorn -c gunicorn.conf.py server.app:app` from the repo root with
+    OG_BIND on a free loopback port, OG_BACKEND, OG_WORKERS and the given variables
+    (inherited config variables are dropped; store defaults as for make_app). Returns
+    once a worker answers HTTP; `.url` is the base URL, `.env` its whole environment, the log
+    is `.log_path`. Every server started is stopped (SIGTERM, then SIGKILL) at teardown.
+    """
+    started = []
+
+    def start(backend, workers=2, **values):
+        directory = tmp_path_factory.mktemp(f"gunicorn-{backend}")
+        base = {k: v for k, v in os.environ.items() if not _is_config_var(k)}
+        settings = {"OG_BACKEND": backend, "OG_WORKERS": workers,
+                    **_backend_defaults(backend, directory, request, 0), **values}
+        settings = {k: str(v) for k, v in settings.items() if v is not None}
+        server = GunicornServer(directory, {**base, **settings})
+        started.append(server)
+        return server.start()
+
+    yield start
+    for server in started:
+        server.stop()
