@@ -14,6 +14,9 @@ timeout = 30
 graceful_timeout = 10
 # No app preloading: each worker builds its clients after gevent has patched it.
 preload_app = False
+# gunicorn 27's control socket defaults to one path per user (~/.gunicorn/gunicorn.ctl),
+# shared by every gunicorn of that user; we do not use it.
+control_socket_disable = True
 accesslog = None
 errorlog = "-"
 loglevel = os.environ.get("OG_LOG_LEVEL", "info")

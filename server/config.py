@@ -12,8 +12,10 @@ DEFAULT_EPSILON = 0.1
 """Probability that the model explores (gives the other guess)."""
 DEFAULT_STREAM_PARTITIONS = 1
 """Stream partitions; each is one hash tag, so one Redis Cluster slot."""
-DEFAULT_CONVERSATION_TTL = 86400
-"""Seconds a conversation is remembered in Redis for its followup (and uuid reuse)."""
+DEFAULT_CONVERSATION_TTL = 3600
+"""Seconds a conversation is remembered in Redis for its followup and its uuid's 409.
+Measured ~190 bytes of Redis memory per conversation: an hour at 1,000 new
+conversations/s holds ~0.7 GB (see discussion.txt)."""
 DEFAULT_BACKLOG_HIGH_WATER = 1_000_000
 """Stream entries per partition above which the API sheds writes with 503."""
 DEFAULT_REDIS_TIMEOUT = 1.0

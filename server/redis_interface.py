@@ -35,7 +35,7 @@ class Script:
 
 
 class RedisInterface(DataInterface):
-    def __init__(self, policy, redis_url, database_url, partitions=1, conversation_ttl=86400,
+    def __init__(self, policy, redis_url, database_url, partitions=1, conversation_ttl=3600,
                  backlog_high_water=1_000_000, timeout=1.0):
         self.policy = policy
         self.redis_url = redis_url
@@ -70,7 +70,7 @@ class RedisInterface(DataInterface):
                     pool = redis.ConnectionPool.from_url(
                         self.redis_url, decode_responses=True, socket_timeout=self.timeout,
                         socket_connect_timeout=self.timeout, max_connections=64)
-                    self._client = CoalescingClient(pool, wait_timeout=3 * self.timeout)
+                    self._client = CoalescingClient(pool)
         return self._client
 
     def _database(self):

@@ -6,7 +6,8 @@ FORMAT = "%Y-%m-%d %H:%M:%S.%f"
 
 
 def format_datetime(moment: datetime) -> str:
-    return moment.strftime(FORMAT)
+    # isoformat, unlike strftime('%Y') here, keeps four digits in years before 1000.
+    return moment.replace(tzinfo=None).isoformat(" ", "microseconds")
 
 
 def now() -> str:

@@ -9,8 +9,10 @@ from datetime import datetime, time
 
 SYMBOL = re.compile(r"[a-z]\Z")
 _UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}\Z")
-_DATE = re.compile(r"(\d{4})-(\d{2})-(\d{2})\Z")
-_DATETIME = re.compile(r"(\d{4})-(\d{2})-(\d{2})[ T](\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,6}))?\Z")
+# re.ASCII: \d would otherwise also take other scripts' digits, such as '٢٠٢٤'.
+_DATE = re.compile(r"(\d{4})-(\d{2})-(\d{2})\Z", re.ASCII)
+_DATETIME = re.compile(r"(\d{4})-(\d{2})-(\d{2})[ T](\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,6}))?\Z",
+                       re.ASCII)
 
 
 class BadRequest(ValueError):

@@ -6,7 +6,9 @@ test an empty store. See tests/servers.py for the process objects themselves.
 import importlib.util
 import itertools
 import os
+import shutil
 import sys
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -70,6 +72,21 @@ def database(mariadb_server):
     engine = sqlalchemy.create_engine(mariadb_server.url)
     yield engine
     engine.dispose()
+
+
+@pytest.fixture
+def memory_dir(tmp_path):
+    """A throwaway dir on tmpfs (/dev/shm) when there is one, else tmp_path.
+
+    For long sequential SQLite runs whose subject is logic, not durability: there an
+    fsync per commit would dominate the runtime.
+    """
+    if not os.path.isdir("/dev/shm"):
+        yield tmp_path
+        return
+    directory = tempfile.mkdtemp(prefix="og-test-", dir="/dev/shm")
+    yield Path(directory)
+    shutil.rmtree(directory, ignore_errors=True)
 
 
 # --- configuration and apps ----------------------------------------------------------

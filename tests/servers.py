@@ -250,8 +250,10 @@ class GunicornServer(ServerProcess):
         return f"http://127.0.0.1:{self.port}"
 
     def command(self):
+        # gunicorn 27 opens a control socket at ~/.gunicorn/gunicorn.ctl by default,
+        # one path shared by every gunicorn of the user: keep ours private.
         return [str(REPO_ROOT / ".venv" / "bin" / "gunicorn"), "-c", "gunicorn.conf.py",
-                "server.app:app"]
+                "--control-socket", str(self.data_dir / "gunicorn.ctl"), "server.app:app"]
 
     def popen_kwargs(self):
         return {"cwd": REPO_ROOT, "env": {**self.env, "OG_BIND": f"127.0.0.1:{self.port}"}}

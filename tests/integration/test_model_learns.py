@@ -5,8 +5,8 @@ SEED = 7
 CONVERSATIONS = 3000
 
 
-def test_guess_accuracy_rises_above_85_percent(make_app):
-    api = make_app("sqlite", OG_SEED=SEED)
+def test_guess_accuracy_rises_above_85_percent(make_app, memory_dir):
+    api = make_app("sqlite", OG_SEED=SEED, OG_SQLITE_PATH=memory_dir / "og.sqlite3")
     right = []
     for index in range(CONVERSATIONS):
         conversation, symbol, rng = plan(SEED, index)

@@ -1,0 +1,99 @@
+"""python -m benchmarks [--quick] [--only throughput,growth,drain,memory,staleness]
+                       [--duration S] [--rounds N] [--workers N] [--out DIR]
+
+Starts private Redis and MariaDB, the API on each backend and the ingest worker, drives
+them with wrk and client/client.py (loopback only, every load bounded), and writes
+report.md, PNG plots and results.json. See benchmarks/README.md.
+"""
+import argparse
+import importlib
+import json
+import logging
+import shlex
+import signal
+import sys
+import time
+from pathlib import Path
+
+from benchmarks import load, machine, plan as plans
+
+SCENARIOS = ("throughput", "growth", "drain", "memory", "staleness")
+RESULTS = Path(__file__).with_name("results")
+
+log = logging.getLogger("benchmarks")
+
+
+def parse(argv):
+    parser = argparse.ArgumentParser(prog="python -m benchmarks",
+                                     description=__doc__.splitlines()[2].strip())
+    parser.add_argument("--quick", action="store_true",
+                        help="small sizes, one round: a 2-3 minute check that everything works")
+    parser.add_argument("--only", default=",".join(SCENARIOS),
+                        help=f"comma-separated scenarios (default: all of {','.join(SCENARIOS)})")
+    parser.add_argument("--duration", type=int, help="seconds per load window")
+    parser.add_argument("--rounds", type=int, help="interleaved rounds (medians are taken)")
+    parser.add_argument("--workers", type=int,
+                        help="OG_WORKERS for gunicorn (default: gunicorn.conf.py's default)")
+    parser.add_argument("--out", type=Path,
+                        help="output directory (default: benchmarks/results for a full run, "
+                             "benchmarks/results/raw/<quick|partial> otherwise)")
+    parser.add_argument("--keep", action="store_true", help="keep the temp dir (logs, data)")
+    args = parser.parse_args(argv)
+    args.only = [name.strip() for name in args.only.split(",") if name.strip()]
+    unknown = set(args.only) - set(SCENARIOS)
+    if unknown:
+        parser.error(f"unknown scenario(s): {', '.join(sorted(unknown))}")
+    if args.out is None:
+        full = not args.quick and args.only == list(SCENARIOS)
+        args.out = RESULTS if full else RESULTS / "raw" / ("quick" if args.quick else "partial")
+    return args
+
+
+def _terminate(signum, _frame):
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def main(argv=None):
+    args = parse(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
+    signal.signal(signal.SIGTERM, _terminate)  # clean up as on Ctrl-C
+    plan = plans.build(args.quick, args.duration, args.rounds)
+    command = "python -m benchmarks " + shlex.join(argv if argv is not None else sys.argv[1:])
+    results = {"command": command.strip(), "plan": plan.__dict__, "machine": machine.describe(),
+               "started": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())}
+    log.info("benchmarks: %s -> %s", ", ".join(args.only), args.out)
+
+    from benchmarks.stack import Stack  # imports tests.servers: only once we run
+
+    stack = Stack(workers=args.workers, keep=args.keep)
+    started = time.monotonic()
+    try:
+        for name in args.only:
+            log.info("== %s", name)
+            scenario = importlib.import_module(f"benchmarks.scenarios.{name}")
+            began = time.monotonic()
+            results[name] = scenario.run(stack, plan)
+            results[name]["seconds"] = round(time.monotonic() - began, 1)
+    finally:
+        load.kill_all()
+        stack.close()
+        if args.keep:
+            log.info("kept %s", stack.dir)
+    results["seconds"] = round(time.monotonic() - started, 1)
+    results["machine"]["load_average_after"] = machine.load_average()
+    write(results, args.out)
+    return 0
+
+
+def write(results, out):
+    from benchmarks import plots, report
+
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "results.json").write_text(json.dumps(results, indent=1))
+    figures = plots.draw(results, out)
+    (out / "report.md").write_text(report.render(results, figures))
+    log.info("wrote %s (report.md, results.json, %d plots)", out, len(figures))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,59 @@
+"""The event stream's backlog over time, sampled in a thread while a load runs.
+
+Reads the same figures as `python -m ingest status` (ingest.status.collect) through one
+Redis connection, instead of starting a Python process per sample on a busy machine.
+"""
+import threading
+import time
+
+from ingest import status
+from server import keys
+
+INTERVAL_S = 0.5
+
+
+class BacklogSampler:
+    """Samples (seconds since start, stream length, group lag, pending) every interval."""
+
+    def __init__(self, redis_client, partitions=1, interval=INTERVAL_S):
+        self.redis = redis_client
+        self.partitions = partitions
+        self.interval = interval
+        self.samples = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="backlog-sampler", daemon=True)
+
+    def __enter__(self):
+        self._started = time.monotonic()
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_):
+        self._stop.set()
+        self._thread.join()
+
+    def _loop(self):
+        while True:
+            self.samples.append(self.sample(time.monotonic() - self._started))
+            if self._stop.wait(self.interval):
+                return
+
+    def sample(self, at):
+        report = status.collect(self.redis, self.partitions)
+        # Redis leaves lag null when it cannot compute it (or before the group exists);
+        # the stream length minus what is pending bounds it from above then.
+        return {"t": round(at, 3),
+                "length": sum(p["length"] for p in report),
+                "lag": sum(p["length"] - p["pending"] if p["lag"] is None else p["lag"]
+                           for p in report),
+                "pending": sum(p["pending"] for p in report)}
+
+    def summary(self):
+        backlog = [s["lag"] + s["pending"] for s in self.samples]
+        return {"max_backlog": max(backlog, default=0),
+                "last_backlog": backlog[-1] if backlog else 0,
+                "samples": self.samples}
+
+
+def stream_length(redis_client, partitions=1):
+    return sum(redis_client.xlen(keys.stream(p)) for p in range(partitions))

@@ -1,0 +1,149 @@
+"""The processes under test: private Redis and MariaDB, the API per backend, the worker.
+
+Built on the test suite's process objects (tests/servers.py): each child is Popen'ed
+into its own session on a free loopback port with a throwaway data dir, dies with us
+(PR_SET_PDEATHSIG) and is stopped by `Stack.close()` whatever happens.
+"""
+import contextlib
+import os
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+from tests.servers import REPO_ROOT, GunicornServer, MariaDBServer, RedisServer, ServerProcess
+
+PYTHON = str(REPO_ROOT / ".venv" / "bin" / "python")
+PRODUCT_VARS = ("REDIS_URL", "DATABASE_URL")
+INGEST_TIMEOUT_S = 600
+"""Bound on one `python -m ingest` command (a 1M-event rebuild or drain included)."""
+
+
+class BenchRedis(RedisServer):
+    """As provision/redis.conf runs it: AOF fsynced every second, no eviction."""
+
+    def command(self):
+        return ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1",
+                "--dir", str(self.data_dir), "--save", "", "--appendonly", "yes",
+                "--appendfsync", "everysec", "--maxmemory-policy", "noeviction"]
+
+
+class IngestWorker(ServerProcess):
+    """`python -m ingest` (run until SIGTERM, which finishes the batch in hand)."""
+
+    name = "ingest"
+
+    def __init__(self, data_dir, env):
+        super().__init__(data_dir)
+        self.env = env
+
+    def command(self):
+        return [PYTHON, "-m", "ingest", "run"]
+
+    def popen_kwargs(self):
+        return {"cwd": REPO_ROOT, "env": self.env}
+
+    def ready(self):
+        return True
+
+
+def product_env(**settings):
+    """This environment without any product setting, plus `settings` (None = unset)."""
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith("OG_") and k not in PRODUCT_VARS}
+    env.update({k: str(v) for k, v in settings.items() if v is not None})
+    env.setdefault("OG_INGEST_METRICS_PORT", "0")
+    return env
+
+
+class Stack:
+    """Lazily started stores (by name), and APIs and workers on them, all in one temp dir."""
+
+    def __init__(self, workers=None, keep=False):
+        self.dir = Path(tempfile.mkdtemp(prefix="og-bench-"))
+        self.workers = workers
+        self.keep = keep
+        self._redis = {}
+        self._mariadb = None
+        self._exit = contextlib.ExitStack()
+
+    def close(self):
+        try:
+            self._exit.close()
+        finally:
+            if not self.keep:
+                shutil.rmtree(self.dir, ignore_errors=True)
+
+    def _own(self, server):
+        self._exit.callback(server.stop)
+        return server.start()
+
+    def redis(self, name="main"):
+        if name not in self._redis:
+            self._redis[name] = self._own(BenchRedis(self.dir / f"redis-{name}"))
+        return self._redis[name]
+
+    def mariadb(self):
+        if self._mariadb is None:
+            self._mariadb = self._own(MariaDBServer(self.dir / "mariadb"))
+        return self._mariadb
+
+    def started_redis(self, name="main"):
+        return self._redis.get(name)
+
+    def started_mariadb(self):
+        return self._mariadb
+
+    def database_url(self, database="og"):
+        """og as user og (SPEC), any other database as root (created here if missing)."""
+        server = self.mariadb()
+        if database == MariaDBServer.DATABASE:
+            return server.url
+        connection = server.connect()
+        try:
+            with connection.cursor() as cursor:
+                cursor.execute(f"CREATE DATABASE IF NOT EXISTS `{database}`")
+        finally:
+            connection.close()
+        return f"mysql+pymysql://root@127.0.0.1:{server.port}/{database}"
+
+    def sqlite_path(self, name="main"):
+        return self.dir / f"sqlite-{name}" / "og.sqlite3"
+
+    def env(self, backend, redis="main", database="og", sqlite="main", **extra):
+        settings = {"OG_BACKEND": backend, "OG_WORKERS": self.workers}
+        if backend == "sqlite":
+            settings["OG_SQLITE_PATH"] = self.sqlite_path(sqlite)
+        if backend == "redis":
+            settings["REDIS_URL"] = self.redis(redis).url
+            settings["DATABASE_URL"] = self.database_url(database)
+        settings.update(extra)
+        return product_env(**settings)
+
+    @contextlib.contextmanager
+    def api(self, label, env):
+        """The same gunicorn.conf.py for every backend; yields the running GunicornServer."""
+        server = GunicornServer(self.dir / f"api-{label}", env)
+        try:
+            yield server.start()
+        finally:
+            server.stop()
+
+    @contextlib.contextmanager
+    def ingest_worker(self, env, label="worker"):
+        worker = IngestWorker(self.dir / f"ingest-{label}", env)
+        try:
+            yield worker.start()
+        finally:
+            worker.stop()
+
+    def ingest(self, env, *args, timeout=INGEST_TIMEOUT_S):
+        """Run `python -m ingest ARGS` to completion; return its stdout."""
+        log = self.dir / "ingest-commands.log"
+        with open(log, "ab") as stderr:
+            done = subprocess.run([PYTHON, "-m", "ingest", *args], cwd=REPO_ROOT, env=env,
+                                  stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                  stderr=stderr, timeout=timeout, start_new_session=True)
+        if done.returncode != 0:
+            raise RuntimeError(f"python -m ingest {' '.join(args)} exited {done.returncode}; see {log}")
+        return done.stdout.decode()

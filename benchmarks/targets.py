@@ -1,0 +1,153 @@
+"""A backend under test for one round: its store reset, its API up, its windows measured.
+
+Redis runs in two modes. "redis": the request path alone, the ingest worker stopped
+during every window and the backlog drained (`python -m ingest run --burst`) between
+windows. "redis+ingest": the whole system, the worker running through the windows.
+Either way, after the windows og.events must hold exactly the events the load was
+answered 200 for.
+"""
+import contextlib
+import logging
+import shutil
+import time
+
+import pymysql
+import sqlalchemy
+
+from benchmarks import cpu, load
+from benchmarks.backlog import BacklogSampler
+from server import event_store
+from server.initdb import init_db
+
+log = logging.getLogger("benchmarks")
+
+DRAIN_WAIT_S = 300
+"""Bound on waiting for the running worker to catch up after a window."""
+
+
+def _undrained(sample):
+    return sample["lag"] + sample["pending"]
+
+
+def database_name(store):
+    return "og" if store == "main" else f"og_{store}"
+
+
+def count_events(stack, store="main"):
+    connection = stack.mariadb().connect(database=database_name(store))
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT COUNT(*) FROM events")
+            return cursor.fetchone()[0]
+    except pymysql.err.ProgrammingError:  # no table yet
+        return 0
+    finally:
+        connection.close()
+
+
+def reset_store(stack, backend, store="main"):
+    """Empty the backend's store: a new SQLite file, or FLUSHALL plus an empty og.events."""
+    if backend == "sqlite":
+        path = stack.sqlite_path(store)
+        shutil.rmtree(path.parent, ignore_errors=True)
+        init_db(str(path))
+    elif backend == "redis":
+        client = stack.redis(store).client()
+        client.flushall()
+        client.close()
+        engine = sqlalchemy.create_engine(stack.database_url(database_name(store)))
+        with engine.begin() as connection:
+            connection.exec_driver_sql("DROP TABLE IF EXISTS events")
+        event_store.create_tables(engine)
+        engine.dispose()
+
+
+class Target:
+    def __init__(self, stack, backend, worker=False, store="main", reset=True):
+        self.stack = stack
+        self.backend = backend
+        self.worker_running = worker
+        self.store = store
+        self.reset = reset
+        self.label = backend + ("+ingest" if worker else "") + ("" if store == "main" else f"@{store}")
+        self.accepted = 0
+        self.api = self.worker = self.redis = None
+        self._exit = contextlib.ExitStack()
+
+    @property
+    def url(self):
+        return self.api.url
+
+    def __enter__(self):
+        if self.reset:
+            reset_store(self.stack, self.backend, self.store)
+        self.env = self.stack.env(self.backend, redis=self.store,
+                                  database=database_name(self.store), sqlite=self.store)
+        try:
+            if self.backend == "redis":
+                self.events_before = count_events(self.stack, self.store)
+                self.redis = self._exit.enter_context(
+                    contextlib.closing(self.stack.redis(self.store).client()))
+            self.api = self._exit.enter_context(self.stack.api(self.label.replace("@", "-"), self.env))
+            if self.worker_running:
+                self.worker = self._exit.enter_context(self.stack.ingest_worker(self.env, self.label))
+        except BaseException:
+            self._exit.close()
+            raise
+        return self
+
+    def __exit__(self, *_):
+        self._exit.close()
+
+    def cpu_roles(self):
+        return {"api": cpu.api_pids(self.api), "redis": cpu.pid_of(self.stack.started_redis(self.store)),
+                "mariadb": cpu.pid_of(self.stack.started_mariadb()), "ingest": cpu.pid_of(self.worker)}
+
+    def measure(self, *starters):
+        """Run the loads together (each a callable starting a LoadProcess); their results,
+        the cores each role used meanwhile, and the backlog over the window."""
+        meter = cpu.CpuMeter(self.cpu_roles()).start()
+        sampler = BacklogSampler(self.redis) if self.redis else contextlib.nullcontext()
+        running = []
+        try:
+            with sampler:
+                running = [start() for start in starters]
+                results = [load.wrk_result(process) for process in running]
+        finally:
+            for process in running:
+                process.kill()
+        window = {"cpu_cores": meter.stop(), "results": results}
+        if self.redis:
+            window["backlog"] = sampler.summary()
+        for result in results:
+            self.accepted += result["counters"].get("initial_ok", 0) + result["counters"].get("followup_ok", 0)
+        return window
+
+    def settle(self):
+        """Redis: get every accepted event into og.events (drain now, or wait for the worker)."""
+        if self.backend != "redis":
+            return None
+        started = time.monotonic()
+        if self.worker_running:
+            sampler = BacklogSampler(self.redis)
+            while _undrained(sampler.sample(0)) > 0:
+                if time.monotonic() - started > DRAIN_WAIT_S:
+                    raise RuntimeError(f"{self.label}: the worker did not catch up in {DRAIN_WAIT_S} s")
+                time.sleep(0.2)
+        else:
+            self.stack.ingest(self.env, "run", "--burst")
+        return round(time.monotonic() - started, 2)
+
+    def check(self):
+        """og.events holds exactly what was answered 200, and the stream is drained."""
+        if self.backend != "redis":
+            return None
+        stored = count_events(self.stack, self.store) - self.events_before
+        left = BacklogSampler(self.redis).sample(0)
+        verdict = {"accepted": self.accepted, "stored": stored,
+                   "undrained": _undrained(left), "stream_length": left["length"]}
+        verdict["ok"] = stored == self.accepted and verdict["undrained"] == 0
+        if not verdict["ok"]:
+            log.warning("%s: og.events check FAILED: %s", self.label, verdict)
+        return verdict
+

@@ -1,0 +1,394 @@
+"""The redis backend against the sqlite reference and against what the drain stored.
+
+The app runs in-process (make_app); the ingest worker is drained in-process in burst
+mode (tests.workers.drain). Each test checks outcomes: the dashboards, the rows in
+og.events, what is left in the stream.
+"""
+import random
+import time
+from datetime import timedelta
+from string import ascii_lowercase
+
+import sqlalchemy
+
+from ingest.entries import Rows
+from ingest.writer import EventWriter
+from server import keys, timestamps
+from tests.dashboards import bound, parse_ts, range_dashboard
+from tests.workers import (STATS, STREAM, assert_stored_exactly, drain, group_state,
+                           new_uuid, run_ingest, stored_events, stored_rows,
+                           symbol_dashboards)
+
+EVERYTHING = "/dashboard/range/1970-01-01/9999-12-31"
+
+
+def post(api, path, body):
+    response = api.client.post(path, json=body)
+    return response.status_code, response.get_json(silent=True)
+
+
+def get(api, path):
+    response = api.client.get(path)
+    return response.status_code, response.get_json(silent=True)
+
+
+def assert_error(answer, status):
+    code, body = answer
+    assert code == status, body
+    assert isinstance(body, dict) and list(body) == ["error"] and isinstance(body["error"], str)
+
+
+def converse(api, conversations, followup_rate, rng, symbols=ascii_lowercase):
+    """Start conversations and follow some up; the accepted events and each one's symbol."""
+    accepted, symbol_of = set(), {}
+    for _ in range(conversations):
+        conversation, symbol = new_uuid(), rng.choice(symbols)
+        assert post(api, "/initial", {"uuid": conversation, "symbol": symbol})[0] == 200
+        accepted.add((conversation, "initial"))
+        symbol_of[conversation] = symbol
+        if rng.random() < followup_rate:
+            assert post(api, "/followup", {"uuid": conversation})[0] == 200
+            accepted.add((conversation, "followup"))
+    return accepted, symbol_of
+
+
+def initial_bounds(engine):
+    """{symbol: (min ts, max ts)} of the initial rows in og.events, in the API's format."""
+    with engine.connect() as connection:
+        rows = connection.execute(sqlalchemy.text(
+            "SELECT symbol, MIN(ts), MAX(ts) FROM events WHERE kind = 'initial' GROUP BY symbol"))
+        return {s: (timestamps.format_datetime(lo), timestamps.format_datetime(hi))
+                for s, lo, hi in rows}
+
+
+def stored_conversations(engine):
+    """[(symbol, /initial ts, followed up?)] from og.events, for tests.dashboards."""
+    rows = stored_rows(engine)
+    followed = {r["uuid"] for r in rows if r["kind"] == "followup"}
+    return [(r["symbol"], timestamps.format_datetime(r["ts"]), r["uuid"] in followed)
+            for r in rows if r["kind"] == "initial"]
+
+
+# --- issue 3: the same conversations through the reference and the product ------------
+
+
+def seeded_plan(rng, conversations):
+    """Requests and the status the SPEC expects of each, from a seeded rng. Followups are
+    decided by the rng alone, never by the server's guess, so both backends get the same."""
+    steps, started, followed = [], [], set()
+    for _ in range(conversations):
+        conversation, symbol = new_uuid(), rng.choice(ascii_lowercase[:-1])  # 'z' stays empty
+        steps.append(("/initial", {"uuid": conversation, "symbol": symbol}, 200))
+        started.append(conversation)
+        for _ in range(rng.choice([0, 0, 1, 1, 2])):
+            earlier = rng.choice(started)
+            steps.append(("/followup", {"uuid": earlier}, 409 if earlier in followed else 200))
+            followed.add(earlier)
+        if rng.random() < 0.05:
+            steps.append(("/followup", {"uuid": new_uuid()}, 404))
+        if rng.random() < 0.05:
+            steps.append(("/initial", {"uuid": rng.choice(started).upper(), "symbol": "b"}, 409))
+    return steps
+
+
+def test_redis_and_sqlite_agree_on_seeded_conversations(make_app, redis, database):
+    rng = random.Random(20240306)
+    steps = seeded_plan(rng, 250)
+    reference = make_app("sqlite", OG_SEED=11)
+    product = make_app("redis", OG_SEED=11)
+    for path, body, expected in steps:
+        assert post(reference, path, body)[0] == expected, (path, body)
+        assert post(product, path, body)[0] == expected, (path, body)
+    drain()
+
+    conversations = sum(1 for path, _, status in steps if path == "/initial" and status == 200)
+    followups = sum(1 for path, _, status in steps if path == "/followup" and status == 200)
+    assert 0 < followups < conversations
+
+    # The symbol dashboards agree on everything but the clock each backend read.
+    bounds = initial_bounds(database)
+    expected_boards = symbol_dashboards(lambda p: get(reference, p))
+    boards = symbol_dashboards(lambda p: get(product, p))
+    for symbol in ascii_lowercase:
+        board, expected = boards[symbol], expected_boards[symbol]
+        assert (board["count"], board["followups"]) == (expected["count"], expected["followups"])
+        assert (board["earliest"], board["latest"]) == bounds.get(symbol, (None, None)), symbol
+    assert boards["z"] == {"count": 0, "symbol": "z", "earliest": None, "latest": None,
+                           "followups": 0}
+    assert sum(b["count"] for b in boards.values()) == conversations
+    assert sum(b["followups"] for b in boards.values()) == followups
+
+    # The range dashboards (og.events after the drain) agree too.
+    status, window = get(product, EVERYTHING)
+    assert status == 200
+    _, expected_window = get(reference, EVERYTHING)
+    assert [(r["symbol"], r["count"], r["followups"]) for r in window] == [
+        (r["symbol"], r["count"], r["followups"]) for r in expected_window]
+    assert {r["symbol"]: (r["earliest"], r["latest"]) for r in window} == bounds
+
+
+# --- issue 3: one row per accepted event, and redelivery adds none ---------------------
+
+
+def test_drain_stores_each_accepted_event_once_and_redelivery_adds_no_row(make_app, redis,
+                                                                          database):
+    api = make_app("redis", OG_INGEST_CLAIM_IDLE_MS=600_000)
+    accepted, _ = converse(api, 120, 0.5, random.Random(2))
+    entries = redis.xrange(STREAM)
+    assert len(entries) == len(accepted)
+
+    # A consumer that takes the oldest entry and never acknowledges it: the stream keeps
+    # everything from that entry on, drained or not, so it can be delivered again.
+    redis.xgroup_create(STREAM, keys.GROUP, id="0")
+    redis.xreadgroup(keys.GROUP, "stalled", {STREAM: ">"}, count=1)
+    first = drain()
+    assert first.written == len(accepted) - 1
+    assert group_state(redis) == (len(accepted), 0, 1)
+    written = stored_rows(database)
+    assert len(written) == len(accepted) - 1
+
+    # Deliver every entry again, as after a crash between commit and ack.
+    redis.xgroup_setid(STREAM, keys.GROUP, id="0")
+    second = drain()
+    assert second.written == len(accepted)  # really written twice...
+    assert_stored_exactly(database, accepted)  # ...and stored once
+    after = {(r["stream"], r["event_id"]): r for r in stored_rows(database)}
+    assert all(after[(r["stream"], r["event_id"])] == r for r in written)
+    # Everything is acknowledged and nothing acknowledged stays in the stream.
+    assert group_state(redis) == (0, 0, 0)
+
+    # The same batch written once more through the writer changes nothing either.
+    rows = Rows()
+    batch = [rows.row(0, entry_id, fields) for entry_id, fields in entries]
+    writer = EventWriter(database)
+    assert writer.write(batch) == []
+    assert_stored_exactly(database, accepted)
+    assert {(r["stream"], r["event_id"]) for r in stored_rows(database)} == {
+        (0, entry_id) for entry_id, _ in entries}
+
+
+def test_rows_carry_the_stream_entry_fields(make_app, redis, database):
+    api = make_app("redis")
+    conversation = new_uuid()
+    status, body = post(api, "/initial", {"uuid": conversation.upper(), "symbol": "e"})
+    assert status == 200
+    assert post(api, "/followup", {"uuid": conversation})[0] == 200
+    entries = redis.xrange(STREAM)
+    drain()
+
+    initial, followup = stored_rows(database)
+    assert [initial["event_id"], followup["event_id"]] == [e for e, _ in entries]
+    assert (initial["uuid"], initial["kind"], initial["symbol"]) == (conversation, "initial", "e")
+    assert (followup["uuid"], followup["kind"], followup["symbol"]) == (conversation, "followup", "e")
+    assert initial["guess"] == followup["guess"] == body["vowel"]
+    assert initial["conversation_ts"] == initial["ts"] == followup["conversation_ts"]
+    assert followup["ts"] >= initial["ts"]
+    board = get(api, "/dashboard/symbol/e")[1]
+    assert board["earliest"] == board["latest"] == timestamps.format_datetime(initial["ts"])
+
+
+# --- issue 3: /dashboard/range is answered from MariaDB ---------------------------------
+
+
+def test_range_dashboard_shows_events_once_drained(make_app, redis, database):
+    api = make_app("redis")
+    drain()  # the worker creates og.events
+    assert get(api, EVERYTHING) == (200, [])
+
+    rng = random.Random(4)
+    first, _ = converse(api, 30, 0.0, rng, symbols="abc")
+    assert get(api, EVERYTHING) == (200, [])  # not drained yet
+    drain()
+    conversations = stored_conversations(database)
+    assert get(api, EVERYTHING) == (200, range_dashboard(
+        conversations, bound("1970-01-01", False), bound("9999-12-31", True)))
+
+    # A followup of an old conversation, and new conversations: invisible until drained,
+    # then the followup counts in its conversation's window, whenever it came.
+    old = sorted(c for c, kind in first)[0]
+    assert post(api, "/followup", {"uuid": old})[0] == 200
+    converse(api, 10, 0.5, rng, symbols="cd")
+    before = get(api, EVERYTHING)
+    assert before[1] == range_dashboard(conversations, bound("1970-01-01", False),
+                                        bound("9999-12-31", True))
+    drain()
+    conversations = stored_conversations(database)
+    assert sum(followed for _, _, followed in conversations) >= 1
+    status, window = get(api, EVERYTHING)
+    assert status == 200 and window != before[1]
+    assert window == range_dashboard(conversations, bound("1970-01-01", False),
+                                     bound("9999-12-31", True))
+
+
+def test_range_dashboard_bounds_on_stored_times(make_app, redis, database):
+    api = make_app("redis")
+    rng = random.Random(5)
+    converse(api, 12, 0.5, rng, symbols="xyz")
+    drain()
+    conversations = stored_conversations(database)
+    stamps = sorted(parse_ts(ts) for _, ts, _ in conversations)
+    assert len(set(stamps)) == len(stamps) == 12
+    tick = timedelta(microseconds=1)
+    day, last_day = stamps[0].strftime("%Y-%m-%d"), stamps[-1].strftime("%Y-%m-%d")
+    next_day = (stamps[-1] + timedelta(days=1)).strftime("%Y-%m-%d")
+
+    def text(moment):
+        return moment.strftime("%Y-%m-%d %H:%M:%S.%f")
+
+    windows = [
+        (day, last_day),                             # date-only: whole days
+        (next_day, next_day),                        # a day with nothing
+        (text(stamps[0]), text(stamps[0])),          # exactly one conversation
+        (text(stamps[3]), text(stamps[8])),          # both edges on conversations
+        (text(stamps[3] + tick), text(stamps[8] - tick)),  # just inside: the edges drop out
+        (day, text(stamps[5])),                      # mixed forms
+        (stamps[2].strftime("%Y-%m-%d %H:%M:%S"), last_day),  # whole seconds
+    ]
+    for lower, upper in windows:
+        expected = range_dashboard(conversations, bound(lower, False), bound(upper, True))
+        for separator in ("%20", "T"):
+            path = f"/dashboard/range/{lower}/{upper}".replace(" ", separator)
+            assert get(api, path) == (200, expected), path
+    assert sum(r["count"] for r in range_dashboard(
+        conversations, stamps[3], stamps[8])) == 6
+
+
+def test_range_dashboard_is_503_json_while_mariadb_is_down(make_app, redis, database,
+                                                           mariadb_server):
+    api = make_app("redis")
+    converse(api, 5, 0.0, random.Random(6), symbols="m")
+    drain()
+    assert get(api, EVERYTHING)[1][0]["count"] == 5
+    mariadb_server.stop()
+    try:
+        started = time.monotonic()
+        assert_error(get(api, EVERYTHING), 503)
+        assert_error(get(api, "/dashboard/range/2024-01-01/2024-01-02%2010:00:00"), 503)
+        assert time.monotonic() - started < 5, "a range query hung on a stopped MariaDB"
+        # The hot path does not need MariaDB.
+        assert post(api, "/initial", {"uuid": new_uuid(), "symbol": "m"})[0] == 200
+        assert get(api, "/dashboard/symbol/m")[1]["count"] == 6
+    finally:
+        mariadb_server.start()
+    status, window = get(api, EVERYTHING)
+    assert status == 200 and window[0]["count"] == 5
+
+
+# --- issue 4: the backlog high-water mark ----------------------------------------------
+
+
+def test_writes_over_the_high_water_mark_are_503_and_store_nothing(make_app, redis, database):
+    api = make_app("redis", OG_BACKLOG_HIGH_WATER=5)
+    started = [new_uuid() for _ in range(5)]
+    for conversation in started:
+        assert post(api, "/initial", {"uuid": conversation, "symbol": "h"})[0] == 200
+    stored_before = (redis.xlen(STREAM), redis.hgetall(STATS), redis.dbsize())
+    assert stored_before[0] == 5
+
+    late = new_uuid()
+    for path, body in [("/initial", {"uuid": late, "symbol": "h"}),
+                       ("/initial", {"uuid": late, "symbol": "k"}),
+                       ("/followup", {"uuid": started[0]})]:
+        code, answer = post(api, path, body)
+        assert_error((code, answer), 503)
+        assert "backlog" in answer["error"]
+    assert (redis.xlen(STREAM), redis.hgetall(STATS), redis.dbsize()) == stored_before
+    board = get(api, "/dashboard/symbol/h")[1]
+    assert (board["count"], board["followups"]) == (5, 0)
+
+    drain()
+    assert group_state(redis) == (0, 0, 0)
+    # The shed uuid was never taken, and the followup can now be made.
+    assert post(api, "/initial", {"uuid": late, "symbol": "h"})[0] == 200
+    assert post(api, "/followup", {"uuid": started[0]})[0] == 200
+    board = get(api, "/dashboard/symbol/h")[1]
+    assert (board["count"], board["followups"]) == (6, 1)
+    drain()
+    assert_stored_exactly(database, {(c, "initial") for c in started + [late]}
+                          | {(started[0], "followup")})
+
+
+# --- issue 4: rebuild ------------------------------------------------------------------
+
+
+def test_rebuild_after_flushall_restores_dashboards_and_conversations(make_app, redis,
+                                                                      database):
+    api = make_app("redis")
+    rng = random.Random(7)
+    accepted, symbol_of = converse(api, 150, 0.4, rng)
+    drain()
+    before = symbol_dashboards(lambda p: get(api, p))
+    assert sum(b["count"] for b in before.values()) == 150
+
+    redis.flushall()
+    assert get(api, "/dashboard/symbol/a")[1]["count"] == 0
+    result = run_ingest("rebuild", REDIS_URL=api.env["REDIS_URL"],
+                        DATABASE_URL=api.env["DATABASE_URL"])
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert symbol_dashboards(lambda p: get(api, p)) == before
+
+    # The conversations are back too: an open one can follow up, the others conflict.
+    open_ = sorted(c for c, kind in accepted if (c, "followup") not in accepted)
+    followed = sorted(c for c, kind in accepted if kind == "followup")
+    assert open_ and followed
+    assert post(api, "/followup", {"uuid": open_[0]})[0] == 200
+    assert_error(post(api, "/followup", {"uuid": followed[0]}), 409)
+    assert_error(post(api, "/initial", {"uuid": open_[1], "symbol": "a"}), 409)
+    assert_error(post(api, "/initial", {"uuid": followed[0], "symbol": symbol_of[followed[0]]}), 409)
+    symbol = symbol_of[open_[0]]
+    assert get(api, f"/dashboard/symbol/{symbol}")[1]["followups"] == before[symbol]["followups"] + 1
+
+    # The followup after the rebuild is stored under its conversation's symbol and time.
+    drain()
+    assert_stored_exactly(database, accepted | {(open_[0], "followup")})
+    rows = [r for r in stored_rows(database) if r["uuid"] == open_[0]]
+    initial, followup = sorted(rows, key=lambda r: r["kind"] != "initial")
+    assert (followup["symbol"], followup["guess"], followup["conversation_ts"]) == (
+        initial["symbol"], initial["guess"], initial["ts"])
+
+
+def test_rebuild_counts_undrained_events_when_only_the_aggregates_are_lost(make_app, redis,
+                                                                          database):
+    api = make_app("redis")
+    rng = random.Random(8)
+    drained, _ = converse(api, 60, 0.5, rng, symbols="pqr")
+    drain()
+    undrained, _ = converse(api, 40, 0.5, rng, symbols="qrs")
+    # Followups of drained conversations, still in the stream.
+    late = sorted(c for c, kind in drained if (c, "followup") not in drained)[:5]
+    for conversation in late:
+        assert post(api, "/followup", {"uuid": conversation})[0] == 200
+    before = symbol_dashboards(lambda p: get(api, p))
+
+    redis.delete(STATS)
+    result = run_ingest("rebuild", REDIS_URL=api.env["REDIS_URL"],
+                        DATABASE_URL=api.env["DATABASE_URL"])
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert symbol_dashboards(lambda p: get(api, p)) == before
+    drain()
+    assert_stored_exactly(database, drained | undrained | {(c, "followup") for c in late})
+    assert len(stored_events(database)) == sum(b["count"] + b["followups"] for b in before.values())
+
+
+def test_rebuild_restores_only_conversations_inside_the_window(make_app, redis, database):
+    conversation_ttl = 3600
+    api = make_app("redis", OG_CONVERSATION_TTL=conversation_ttl)
+    old, recent = new_uuid(), new_uuid()
+    for conversation in (old, recent):
+        assert post(api, "/initial", {"uuid": conversation, "symbol": "w"})[0] == 200
+    drain()
+    # Age one conversation past the window, in the durable store.
+    with database.begin() as connection:
+        connection.execute(sqlalchemy.text(
+            "UPDATE events SET ts = ts - INTERVAL 2 HOUR,"
+            " conversation_ts = conversation_ts - INTERVAL 2 HOUR WHERE uuid = :u"), {"u": old})
+    redis.flushall()
+    result = run_ingest("rebuild", REDIS_URL=api.env["REDIS_URL"],
+                        DATABASE_URL=api.env["DATABASE_URL"],
+                        OG_CONVERSATION_TTL=conversation_ttl)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert redis.ttl(keys.conversation(0, recent)) > conversation_ttl - 60
+    assert redis.exists(keys.conversation(0, old)) == 0
+    assert_error(post(api, "/followup", {"uuid": old}), 404)
+    assert post(api, "/followup", {"uuid": recent})[0] == 200
+    assert get(api, "/dashboard/symbol/w")[1]["count"] == 2
