@@ -22,7 +22,7 @@ class BadRequest(ValueError):
 def parse_body(raw: bytes) -> dict:
     try:
         body = json.loads(raw)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, RecursionError):  # RecursionError: '[[[[...' nested ~1000 deep
         raise BadRequest("body is not valid JSON") from None
     if not isinstance(body, dict):
         raise BadRequest("body must be a JSON object")

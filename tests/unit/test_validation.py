@@ -92,7 +92,8 @@ def test_parse_initial_needs_both_string_fields_and_ignores_extras():
 
 
 @pytest.mark.parametrize("raw", [b"", b"{", b"[]", b'"x"', b"null", b"1", b"true",
-                                 b"\xff\xfe\x00", b"{'uuid': 1}"])
+                                 b"\xff\xfe\x00", b"{'uuid': 1}", b"[" * 1020,
+                                 b'{"a":' * 200])
 def test_parse_body_wants_a_json_object(raw):
     with pytest.raises(BadRequest):
         parse_body(raw)
