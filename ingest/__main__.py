@@ -22,7 +22,10 @@ log = logging.getLogger("ingest")
 
 
 def build_redis():
+    # surrogateescape: an entry that is not UTF-8 still decodes (and round-trips to the
+    # dead-letter stream byte for byte) instead of crashing every read of the stream.
     return redis.Redis.from_url(config.get_redis_url(), decode_responses=True,
+                                encoding_errors="surrogateescape",
                                 socket_timeout=10, socket_connect_timeout=2,
                                 health_check_interval=30)
 

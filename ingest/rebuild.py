@@ -10,6 +10,7 @@ from collections import defaultdict
 
 from sqlalchemy import case, func, select, tuple_
 
+from ingest.entries import MalformedEntry, Rows
 from server import keys, timestamps
 from server.event_store import events
 
@@ -50,8 +51,12 @@ def _from_database(connection, stats):
 
 
 def _undrained(redis_client, connection, partitions):
-    """Stream entries (partition, id, fields) that og.events does not hold yet."""
-    found = []
+    """Well-formed stream entries (partition, id, fields) that og.events does not hold yet.
+
+    Malformed entries are skipped: the API never wrote (or counted) them, and the
+    worker dead-letters them.
+    """
+    rows, found = Rows(), []
     for partition in range(partitions):
         start = "-"
         while True:
@@ -62,7 +67,14 @@ def _undrained(redis_client, connection, partitions):
             stored = {row.event_id for row in connection.execute(
                 select(events.c.event_id).where(
                     tuple_(events.c.stream, events.c.event_id).in_([(partition, i) for i in ids])))}
-            found += [(partition, i, f) for i, f in batch if i not in stored and "kind" in f]
+            for entry_id, fields in batch:
+                if entry_id in stored:
+                    continue
+                try:
+                    rows.row(partition, entry_id, fields)
+                except MalformedEntry:
+                    continue
+                found.append((partition, entry_id, fields))
             start = "(" + ids[-1]
     return found
 

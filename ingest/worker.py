@@ -105,10 +105,11 @@ class Worker:
                     log.warning("ingest %s: database unavailable (%s); retry %d", self.name, error, failures)
                     self._backoff(failures)
                 except ResponseError as error:
-                    if "NOGROUP" not in str(error):
+                    # NOGROUP, or UNBLOCKED when the stream vanished under a blocked read:
+                    # Redis lost its data (or the stream was deleted). Recreate the groups.
+                    if not str(error).startswith(("NOGROUP", "UNBLOCKED")):
                         raise
-                    # Redis lost its data (or the stream was deleted): recreate the groups.
-                    log.warning("ingest %s: consumer group missing; recreating", self.name)
+                    log.warning("ingest %s: stream or group missing (%s); recreating", self.name, error)
                     self._ready = False
         finally:
             self._handover.put(None)  # the batch in hand is finished first
@@ -276,7 +277,9 @@ class Worker:
         return info[0]["times_delivered"] if info else 0
 
     def _bury(self, partition, entry_id, fields, reason):
-        flat = [item for pair in fields.items() for item in pair]
+        # Back to the bytes as read (hiredis packs str as strict UTF-8): an entry that was
+        # not UTF-8 lands in the dead-letter stream unchanged.
+        flat = [item.encode("utf-8", "surrogateescape") for pair in fields.items() for item in pair]
         moved = self._dead_letter(keys=[keys.stream(partition), keys.dead_letters(partition)],
                                   args=[keys.GROUP, entry_id, reason, *flat])
         if moved:

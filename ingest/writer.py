@@ -22,6 +22,7 @@ ROW_ERRORS = frozenset((
     1366,  # incorrect value for column
     1406,  # data too long
     1411,  # incorrect value for function
+    1644,  # SIGNAL from a trigger that refuses the row
     4025,  # CHECK constraint failed
 ))
 NO_SUCH_TABLE = 1146

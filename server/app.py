@@ -14,6 +14,7 @@ data_interface = build_data_interface()
 
 app = Flask(__name__)
 app.config["MAX_CONTENT_LENGTH"] = 1024
+app.url_map.merge_slashes = False  # '//' is a 404 JSON error, not a redirect to HTML
 app.json.sort_keys = False
 
 _STATUS = {validation.BadRequest: 400, NotFound: 404, Conflict: 409, Unavailable: 503}

@@ -20,6 +20,8 @@ DEFAULT_BACKLOG_HIGH_WATER = 1_000_000
 """Stream entries per partition above which the API sheds writes with 503."""
 DEFAULT_REDIS_TIMEOUT = 1.0
 """Seconds a Redis call may take before the API answers 503."""
+DEFAULT_DATABASE_TIMEOUT = 2.0
+"""Seconds each MariaDB step of /dashboard/range (connect, ping, query) may take."""
 
 
 def _int(name, default):
@@ -69,6 +71,10 @@ def get_backlog_high_water():
 
 def get_redis_timeout():
     return _float("OG_REDIS_TIMEOUT", DEFAULT_REDIS_TIMEOUT)
+
+
+def get_database_timeout():
+    return _float("OG_DATABASE_TIMEOUT", DEFAULT_DATABASE_TIMEOUT)
 
 
 # The ingest worker (python -m ingest).

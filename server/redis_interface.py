@@ -10,8 +10,9 @@ import time
 from pathlib import Path
 
 import redis
-from redis.exceptions import NoScriptError, RedisError, ResponseError
-from sqlalchemy.exc import SQLAlchemyError
+from redis.exceptions import (ClusterDownError, NoScriptError, OutOfMemoryError, ReadOnlyError,
+                              RedisError, ResponseError, TryAgainError)
+from sqlalchemy.exc import ProgrammingError, SQLAlchemyError
 
 from server import config, event_store, keys, timestamps
 from server.coalescing import CoalescingClient
@@ -19,6 +20,11 @@ from server.data_interface import Conflict, DataInterface, NotFound, Unavailable
 from server.model import NO_STATS, GuessStats
 
 LUA = Path(__file__).with_name("lua")
+NO_SUCH_TABLE = 1146
+REFUSALS = (ReadOnlyError, ClusterDownError, TryAgainError)  # MasterDownError included
+REFUSAL_CODES = ("NOREPLICAS", "MISCONF", "BUSY")
+"""Error replies that are states of Redis (a replica, a failing disk, a busy script...),
+as redis-py's exception classes and as the codes it leaves in the message."""
 STATS_MAX_AGE_S = 1.0
 """The model may read stats this stale (SPEC section 4): one refresh a second per worker."""
 
@@ -36,7 +42,7 @@ class Script:
 
 class RedisInterface(DataInterface):
     def __init__(self, policy, redis_url, database_url, partitions=1, conversation_ttl=3600,
-                 backlog_high_water=1_000_000, timeout=1.0):
+                 backlog_high_water=1_000_000, timeout=1.0, database_timeout=2.0):
         self.policy = policy
         self.redis_url = redis_url
         self.database_url = database_url
@@ -44,6 +50,7 @@ class RedisInterface(DataInterface):
         self.conversation_ttl = conversation_ttl
         self.backlog_high_water = backlog_high_water
         self.timeout = timeout
+        self.database_timeout = database_timeout
         self._initial = Script("initial")
         self._followup = Script("followup")
         self._client = None
@@ -59,7 +66,8 @@ class RedisInterface(DataInterface):
                    partitions=config.get_stream_partitions(),
                    conversation_ttl=config.get_conversation_ttl(),
                    backlog_high_water=config.get_backlog_high_water(),
-                   timeout=config.get_redis_timeout())
+                   timeout=config.get_redis_timeout(),
+                   database_timeout=config.get_database_timeout())
 
     # Clients are built on first use: in a gunicorn worker that is after the fork and
     # after gevent's patching, so sockets are cooperative and never shared across forks.
@@ -77,20 +85,30 @@ class RedisInterface(DataInterface):
         if self._engine is None:
             with self._build_lock:
                 if self._engine is None:
+                    # Every wait is bounded by database_timeout, the pool's pre-ping
+                    # included, so a hung MariaDB gives a 503 in a few seconds.
+                    seconds = max(1, round(self.database_timeout))
                     self._engine = event_store.build_engine(
-                        self.database_url, pool_size=4, max_overflow=4, pool_timeout=self.timeout,
-                        connect_args={"connect_timeout": max(1, int(self.timeout)),
-                                      "read_timeout": 10})
+                        self.database_url, pool_size=4, max_overflow=4,
+                        pool_timeout=self.database_timeout,
+                        connect_args={"connect_timeout": seconds, "read_timeout": seconds,
+                                      "write_timeout": seconds})
         return self._engine
 
     def _call(self, commands):
         try:
             return self._redis().execute_many(commands)
-        except ResponseError as error:
-            if str(error).startswith("OOM"):
-                raise Unavailable("redis is out of memory; writes are refused until it recovers") from error
+        except NoScriptError:
             raise
-        except (RedisError, OSError) as error:
+        except OutOfMemoryError as error:
+            raise Unavailable("redis is out of memory; writes are refused until it recovers") from error
+        except REFUSALS as error:
+            raise Unavailable(f"redis refuses the request: {error}") from error
+        except ResponseError as error:
+            if str(error).startswith(REFUSAL_CODES):
+                raise Unavailable(f"redis refuses the request: {error}") from error
+            raise  # anything else is a bug here, not a state of Redis: a 500
+        except (RedisError, OSError) as error:  # connection, timeout, LOADING
             raise Unavailable(f"redis unavailable: {error}") from error
 
     def _run(self, script, keys_, args):
@@ -165,6 +183,10 @@ class RedisInterface(DataInterface):
         try:
             with self._database().connect() as connection:
                 return event_store.range_summary(connection, lower, upper)
+        except ProgrammingError as error:
+            if getattr(error.orig, "args", (None,))[0] == NO_SUCH_TABLE:
+                return []  # no worker has run yet, so no event has been stored
+            raise Unavailable(f"event store unavailable: {error.orig}") from error
         except SQLAlchemyError as error:
             raise Unavailable(f"event store unavailable: {error.__class__.__name__}") from error
 

@@ -18,6 +18,7 @@ import uuid as uuidlib
 from collections import Counter
 from string import ascii_lowercase
 
+import pytest
 import sqlalchemy
 from redis.exceptions import RedisError, ResponseError
 
@@ -122,8 +123,13 @@ class Load:
     def __enter__(self):
         return self.start()
 
-    def __exit__(self, *exc_info):
-        self.stop()
+    def __exit__(self, exc_type, *exc_info):
+        if exc_type is None:
+            self.stop()
+        else:  # the test failed already: only end the load, report nothing of it
+            self._stop.set()
+            for worker in self._workers:
+                worker.join(30)
 
     def start(self):
         self._deadline = time.monotonic() + self.seconds
@@ -268,11 +274,11 @@ def stored_counts(engine):
 
 def group_state(redis_client, stream=STREAM):
     """(stream length, group lag, group pending) of the ingest group; lag None if no group."""
-    length = redis_client.xlen(stream)
     try:
+        length = redis_client.xlen(stream)
         groups = redis_client.xinfo_groups(stream)
     except ResponseError:  # no such key
-        return length, None, 0
+        return 0, None, 0
     for group in groups:
         if group["name"] == keys.GROUP:
             return length, group["lag"], group["pending"]
@@ -392,7 +398,9 @@ class IngestProcess:
         return self.process is not None and self.process.poll() is None
 
     def start(self, redis_client=None, timeout=30.0):
-        """Start it; with `redis_client`, return once it has joined the consumer group."""
+        """Start it; with `redis_client`, return once the consumer group exists (the worker
+        creates og.events, then the group, then reads: a group made by the test or an
+        earlier worker makes this return at once)."""
         IngestProcess._starts += 1
         self.consumer = f"{self.name}-{IngestProcess._starts}"
         env = process_env(OG_INGEST_CONSUMER=self.consumer, **self.settings)
@@ -402,15 +410,22 @@ class IngestProcess:
                 stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                 start_new_session=True, preexec_fn=_die_with_pytest)
         if redis_client is not None:
-            self.wait_until(lambda: self._joined(redis_client), timeout, "join the group")
+            self.wait_until(lambda: group_state(redis_client)[1] is not None, timeout,
+                            "create the consumer group")
         return self
 
-    def _joined(self, redis_client):
-        try:
-            return any(c["name"] == self.consumer
-                       for c in redis_client.xinfo_consumers(STREAM, keys.GROUP))
-        except (ResponseError, RedisError):
-            return False
+    def wait_reading(self, redis_client, timeout=30.0):
+        """Until entries have been delivered to this worker (Redis registers a consumer at
+        its first delivery): it is past start-up and in its loop."""
+        def reading():
+            try:
+                consumers = redis_client.xinfo_consumers(STREAM, keys.GROUP)
+            except ResponseError:
+                return False
+            return any(c["name"] == self.consumer for c in consumers)
+
+        self.wait_until(reading, timeout, "read from the stream")
+        return self
 
     def wait_until(self, predicate, timeout, what):
         deadline = time.monotonic() + timeout
@@ -439,6 +454,25 @@ class IngestProcess:
 
     def log(self):
         return log_tail(self.log_path)
+
+
+@pytest.fixture
+def ingest(tmp_path, redis_server, mariadb_server):
+    """`ingest(**settings)` -> a new IngestProcess (not started) on the session's Redis and
+    MariaDB, logging into tmp_path. Every one still running at teardown is SIGKILLed.
+    Test modules import this fixture from here."""
+    made = []
+
+    def build(name="worker", **settings):
+        worker = IngestProcess(tmp_path, name=name, **{
+            "REDIS_URL": redis_server.url, "DATABASE_URL": mariadb_server.url, **settings})
+        made.append(worker)
+        return worker
+
+    yield build
+    for worker in made:
+        if worker.process is not None:
+            worker.kill()
 
 
 def wait_drained(redis_client, worker=None, timeout=DRAIN_TIMEOUT_S):

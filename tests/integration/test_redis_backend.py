@@ -4,11 +4,14 @@ The app runs in-process (make_app); the ingest worker is drained in-process in b
 mode (tests.workers.drain). Each test checks outcomes: the dashboards, the rows in
 og.events, what is left in the stream.
 """
+import os
 import random
+import signal
 import time
 from datetime import timedelta
 from string import ascii_lowercase
 
+import pytest
 import sqlalchemy
 
 from ingest.entries import Rows
@@ -20,6 +23,8 @@ from tests.workers import (STATS, STREAM, assert_stored_exactly, drain, group_st
                            symbol_dashboards)
 
 EVERYTHING = "/dashboard/range/1970-01-01/9999-12-31"
+ANSWER_BOUND_S = 5.0
+"""A request to a store that is down or hung must be answered (503) within this."""
 
 
 def post(api, path, body):
@@ -220,6 +225,15 @@ def test_range_dashboard_shows_events_once_drained(make_app, redis, database):
                                      bound("9999-12-31", True))
 
 
+def test_range_dashboard_before_any_drain_is_an_empty_list(make_app, redis, database):
+    # A fresh install: the API is up before the ingest worker has created og.events.
+    # MariaDB is reachable and holds no event, so the window is empty, not unavailable.
+    api = make_app("redis")
+    assert post(api, "/initial", {"uuid": new_uuid(), "symbol": "a"})[0] == 200
+    assert get(api, EVERYTHING) == (200, [])
+    assert get(api, "/dashboard/range/2024-03-05/2024-03-05") == (200, [])
+
+
 def test_range_dashboard_bounds_on_stored_times(make_app, redis, database):
     api = make_app("redis")
     rng = random.Random(5)
@@ -264,7 +278,7 @@ def test_range_dashboard_is_503_json_while_mariadb_is_down(make_app, redis, data
         started = time.monotonic()
         assert_error(get(api, EVERYTHING), 503)
         assert_error(get(api, "/dashboard/range/2024-01-01/2024-01-02%2010:00:00"), 503)
-        assert time.monotonic() - started < 5, "a range query hung on a stopped MariaDB"
+        assert time.monotonic() - started < ANSWER_BOUND_S, "a range query hung"
         # The hot path does not need MariaDB.
         assert post(api, "/initial", {"uuid": new_uuid(), "symbol": "m"})[0] == 200
         assert get(api, "/dashboard/symbol/m")[1]["count"] == 6
@@ -272,6 +286,57 @@ def test_range_dashboard_is_503_json_while_mariadb_is_down(make_app, redis, data
         mariadb_server.start()
     status, window = get(api, EVERYTHING)
     assert status == 200 and window[0]["count"] == 5
+
+
+def test_range_dashboard_is_503_quickly_while_mariadb_hangs(make_app, redis, database,
+                                                            mariadb_server):
+    # Frozen, not stopped: connections are accepted and nothing is ever answered, as with
+    # a stalled disk or a network partition. A request must still not hang.
+    api = make_app("redis")
+    converse(api, 3, 0.0, random.Random(6), symbols="n")
+    drain()
+    assert get(api, EVERYTHING)[1][0]["count"] == 3  # a pooled connection to MariaDB
+    os.kill(mariadb_server.pid, signal.SIGSTOP)
+    try:
+        for _ in range(2):
+            started = time.monotonic()
+            assert_error(get(api, EVERYTHING), 503)
+            assert time.monotonic() - started < ANSWER_BOUND_S, "a range query hung"
+    finally:
+        os.kill(mariadb_server.pid, signal.SIGCONT)
+    assert get(api, EVERYTHING)[1][0]["count"] == 3
+
+
+# --- issue 4: Redis up but refusing writes ------------------------------------------------
+
+
+REFUSALS = {
+    # min-replicas-to-write without replicas: every write is refused with NOREPLICAS.
+    "noreplicas": (("CONFIG", "SET", "min-replicas-to-write", "1"),
+                   ("CONFIG", "SET", "min-replicas-to-write", "0")),
+    # A primary demoted to a replica (of a loopback port nobody serves): READONLY.
+    "readonly": (("REPLICAOF", "127.0.0.1", "1"), ("REPLICAOF", "NO", "ONE")),
+}
+
+
+@pytest.mark.parametrize("refusal", sorted(REFUSALS))
+def test_redis_refusing_writes_is_503_and_stores_nothing(make_app, redis, database, refusal):
+    api = make_app("redis")
+    known = new_uuid()
+    assert post(api, "/initial", {"uuid": known, "symbol": "v"})[0] == 200
+    before = (redis.xlen(STREAM), redis.hgetall(STATS), redis.dbsize())
+    refuse, restore = REFUSALS[refusal]
+    redis.execute_command(*refuse)
+    try:
+        fresh = new_uuid()
+        assert_error(post(api, "/initial", {"uuid": fresh, "symbol": "v"}), 503)
+        assert_error(post(api, "/followup", {"uuid": known}), 503)
+        assert get(api, "/dashboard/symbol/v")[1]["count"] == 1  # reads still work
+        assert (redis.xlen(STREAM), redis.hgetall(STATS), redis.dbsize()) == before
+    finally:
+        redis.execute_command(*restore)
+    assert post(api, "/initial", {"uuid": fresh, "symbol": "v"})[0] == 200
+    assert post(api, "/followup", {"uuid": known})[0] == 200
 
 
 # --- issue 4: the backlog high-water mark ----------------------------------------------
@@ -368,6 +433,30 @@ def test_rebuild_counts_undrained_events_when_only_the_aggregates_are_lost(make_
     drain()
     assert_stored_exactly(database, drained | undrained | {(c, "followup") for c in late})
     assert len(stored_events(database)) == sum(b["count"] + b["followups"] for b in before.values())
+
+
+def test_rebuild_ignores_malformed_entries_left_in_the_stream(make_app, redis, database):
+    # Entries the worker has not dead-lettered yet are undrained too; rebuild must not
+    # count them (the API never did) nor stop on them.
+    api = make_app("redis")
+    converse(api, 20, 0.5, random.Random(9), symbols="tu")
+    drain()
+    undrained, _ = converse(api, 10, 0.5, random.Random(10), symbols="tu")
+    ts = redis.xrange(STREAM)[-1][1]["ts"]
+    for poison in [{"kind": "initial"}, {"kind": "initial", "uuid": new_uuid(), "symbol": "t",
+                                         "guess": "1", "ts": "yesterday", "cts": ts},
+                   {"kind": "initial", "uuid": new_uuid(), "symbol": "ab", "guess": "1",
+                    "ts": ts, "cts": ts}]:
+        redis.xadd(STREAM, poison)
+    before = symbol_dashboards(lambda p: get(api, p))
+
+    redis.delete(STATS)
+    result = run_ingest("rebuild", REDIS_URL=api.env["REDIS_URL"],
+                        DATABASE_URL=api.env["DATABASE_URL"])
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert symbol_dashboards(lambda p: get(api, p)) == before
+    assert not [field for field in redis.hkeys(STATS) if not field[0] in ascii_lowercase
+                or field[1] != ":"]
 
 
 def test_rebuild_restores_only_conversations_inside_the_window(make_app, redis, database):
