@@ -24,8 +24,9 @@ log = logging.getLogger("benchmarks")
 
 
 def parse(argv):
-    parser = argparse.ArgumentParser(prog="python -m benchmarks",
-                                     description=__doc__.splitlines()[2].strip())
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks",
+        description="Benchmark the API on null, sqlite and redis, and the ingest worker.")
     parser.add_argument("--quick", action="store_true",
                         help="small sizes, one round: a 2-3 minute check that everything works")
     parser.add_argument("--only", default=",".join(SCENARIOS),
@@ -38,6 +39,9 @@ def parse(argv):
                         help="output directory (default: benchmarks/results for a full run, "
                              "benchmarks/results/raw/<quick|partial> otherwise)")
     parser.add_argument("--keep", action="store_true", help="keep the temp dir (logs, data)")
+    parser.add_argument("--report-only", type=Path, metavar="RESULTS_JSON",
+                        help="measure nothing: redo the summaries, plots and report.md of an "
+                             "earlier run, next to its results.json")
     args = parser.parse_args(argv)
     args.only = [name.strip() for name in args.only.split(",") if name.strip()]
     unknown = set(args.only) - set(SCENARIOS)
@@ -56,7 +60,11 @@ def _terminate(signum, _frame):
 def main(argv=None):
     args = parse(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
-    signal.signal(signal.SIGTERM, _terminate)  # clean up as on Ctrl-C
+    if args.report_only:
+        return rewrite(args.report_only)
+    # Clean up on SIGTERM as on Ctrl-C; SIGINT too when started with it ignored (`cmd &`).
+    signal.signal(signal.SIGTERM, _terminate)
+    signal.signal(signal.SIGINT, _terminate)
     plan = plans.build(args.quick, args.duration, args.rounds)
     command = "python -m benchmarks " + shlex.join(argv if argv is not None else sys.argv[1:])
     results = {"command": command.strip(), "plan": plan.__dict__, "machine": machine.describe(),
@@ -72,7 +80,12 @@ def main(argv=None):
             log.info("== %s", name)
             scenario = importlib.import_module(f"benchmarks.scenarios.{name}")
             began = time.monotonic()
-            results[name] = scenario.run(stack, plan)
+            try:
+                results[name] = scenario.run(stack, plan)
+            except Exception as error:  # the other scenarios and the report still run
+                log.exception("%s failed", name)
+                results.setdefault("failed", {})[name] = f"{type(error).__name__}: {error}"
+                continue
             results[name]["seconds"] = round(time.monotonic() - began, 1)
     finally:
         load.kill_all()
@@ -82,6 +95,19 @@ def main(argv=None):
     results["seconds"] = round(time.monotonic() - started, 1)
     results["machine"]["load_average_after"] = machine.load_average()
     write(results, args.out)
+    return 1 if results.get("failed") else 0
+
+
+def rewrite(path):
+    """Summaries are recomputed from the windows, so a fix to them applies to old runs."""
+    results = json.loads(path.read_text())
+    for name in ("throughput", "growth"):
+        if name in results:
+            scenario = importlib.import_module(f"benchmarks.scenarios.{name}")
+            windows = results[name]["windows"]
+            results[name]["summary"] = (scenario.summarize(windows, results[name]["client"])
+                                        if name == "throughput" else scenario.summarize(windows))
+    write(results, path.parent)
     return 0
 
 
@@ -96,4 +122,8 @@ def write(results, out):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt as interruption:
+        log.error("interrupted (%s); everything started here has been stopped", interruption)
+        sys.exit(130)

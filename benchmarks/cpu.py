@@ -27,8 +27,17 @@ def children(pid):
         return []
 
 
+def machine_busy_seconds():
+    """CPU seconds all cores spent not idle since boot (/proc/stat), every process counted."""
+    with open("/proc/stat") as stat:
+        fields = [int(x) for x in stat.readline().split()[1:]]
+    idle = fields[3] + fields[4]  # idle + iowait
+    return (sum(fields[:8]) - idle) / TICKS
+
+
 class CpuMeter:
-    """CPU seconds per role between start() and stop(); roles map to pid lists."""
+    """CPU seconds per role between start() and stop(); roles map to pid lists.
+    "machine" is every process on the host, ours and other people's."""
 
     def __init__(self, roles):
         self.roles = roles  # {"api": callable -> pids, ...}
@@ -40,12 +49,14 @@ class CpuMeter:
 
     def start(self):
         self._before = self._sample()
+        self._machine = machine_busy_seconds()
         self._started = time.monotonic()
         return self
 
     def stop(self):
         """{role: cores used on average} over the window (1.0 = one core busy)."""
         elapsed = time.monotonic() - self._started
+        machine = machine_busy_seconds() - self._machine
         after = self._sample()
         used = {}
         for role, pids in after.items():
@@ -53,6 +64,7 @@ class CpuMeter:
             # A pid that appeared during the window counts from zero.
             seconds = sum(value - before.get(pid, 0.0) for pid, value in pids.items())
             used[role] = round(seconds / elapsed, 3) if elapsed else None
+        used["machine"] = round(machine / elapsed, 3) if elapsed else None
         return used
 
 

@@ -88,8 +88,9 @@ def wrk_result(load):
     statuses = {int(k): v for k, v in raw["counters"].pop("statuses").items()}
     ok = sum(v for k, v in statuses.items() if 200 <= k < 300)
     socket_errors = sum(v for k, v in raw["errors"].items() if k != "status")
-    percentiles = [(p, us / 1000) for p, us in raw["latency_us"]["percentiles"]]
-    at = dict(percentiles)
+    # With no response at all (a window spent waiting on a lock), there is no latency.
+    percentiles = [(p, us / 1000) for p, us in raw["latency_us"]["percentiles"]] if raw["requests"] else []
+    at = {p: round(ms, 2) for p, ms in percentiles}
     return {
         "seconds": round(seconds, 3),
         "requests": raw["requests"],
@@ -99,9 +100,9 @@ def wrk_result(load):
         "statuses": statuses,
         "socket_errors": raw["errors"],
         "counters": raw["counters"],
-        "p50_ms": round(at[50], 2), "p99_ms": round(at[99], 2), "p999_ms": round(at[99.9], 2),
-        "mean_ms": round(raw["latency_us"]["mean"] / 1000, 2),
-        "max_ms": round(raw["latency_us"]["max"] / 1000, 2),
+        "p50_ms": at.get(50), "p99_ms": at.get(99), "p999_ms": at.get(99.9),
+        "mean_ms": round(raw["latency_us"]["mean"] / 1000, 2) if percentiles else None,
+        "max_ms": round(raw["latency_us"]["max"] / 1000, 2) if percentiles else None,
         "percentiles_ms": percentiles,
         "generator_cores": round(cpu / wall, 3),
     }

@@ -139,11 +139,12 @@ class Stack:
 
     def ingest(self, env, *args, timeout=INGEST_TIMEOUT_S):
         """Run `python -m ingest ARGS` to completion; return its stdout."""
-        log = self.dir / "ingest-commands.log"
-        with open(log, "ab") as stderr:
-            done = subprocess.run([PYTHON, "-m", "ingest", *args], cwd=REPO_ROOT, env=env,
-                                  stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                  stderr=stderr, timeout=timeout, start_new_session=True)
+        done = subprocess.run([PYTHON, "-m", "ingest", *args], cwd=REPO_ROOT, env=env,
+                              stdin=subprocess.DEVNULL, capture_output=True, timeout=timeout,
+                              start_new_session=True)
+        with open(self.dir / "ingest-commands.log", "ab") as log:
+            log.write(b"$ python -m ingest " + " ".join(args).encode() + b"\n" + done.stderr)
         if done.returncode != 0:
-            raise RuntimeError(f"python -m ingest {' '.join(args)} exited {done.returncode}; see {log}")
+            raise RuntimeError(f"python -m ingest {' '.join(args)} exited {done.returncode}:\n"
+                               + done.stderr.decode(errors="replace")[-3000:])
         return done.stdout.decode()

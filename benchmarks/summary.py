@@ -2,13 +2,18 @@
 from statistics import median
 
 
+def _median(values, digits):
+    known = [v for v in values if v is not None]
+    return round(median(known), digits) if known else None
+
+
 def median_of(results):
     """One backend's wrk results over rounds -> medians (errors summed)."""
     return {
         "ok_per_s": round(median(r["ok_per_s"] for r in results), 1),
-        "p50_ms": round(median(r["p50_ms"] for r in results), 2),
-        "p99_ms": round(median(r["p99_ms"] for r in results), 2),
-        "p999_ms": round(median(r["p999_ms"] for r in results), 2),
+        "p50_ms": _median([r["p50_ms"] for r in results], 2),
+        "p99_ms": _median([r["p99_ms"] for r in results], 2),
+        "p999_ms": _median([r["p999_ms"] for r in results], 2),
         "errors": sum(r["errors"] for r in results),
         "requests": sum(r["requests"] for r in results),
         "generator_cores": round(median(r["generator_cores"] for r in results), 2),

@@ -3,8 +3,9 @@
 Redis runs in two modes. "redis": the request path alone, the ingest worker stopped
 during every window and the backlog drained (`python -m ingest run --burst`) between
 windows. "redis+ingest": the whole system, the worker running through the windows.
-Either way, after the windows og.events must hold exactly the events the load was
-answered 200 for.
+Either way, afterwards og.events must have gained exactly the entries the API appended
+to the stream (XINFO STREAM entries-added), and at least the events wrk saw answered
+200 (wrk does not see the answers of requests in flight when its time is up).
 """
 import contextlib
 import logging
@@ -12,11 +13,12 @@ import shutil
 import time
 
 import pymysql
+import redis as redislib
 import sqlalchemy
 
-from benchmarks import cpu, load
+from benchmarks import cpu, load, preload
 from benchmarks.backlog import BacklogSampler
-from server import event_store
+from server import event_store, keys
 from server.initdb import init_db
 
 log = logging.getLogger("benchmarks")
@@ -45,6 +47,14 @@ def count_events(stack, store="main"):
         connection.close()
 
 
+def entries_added(redis_client):
+    """Entries ever appended to the stream (0 before it exists)."""
+    try:
+        return redis_client.xinfo_stream(keys.stream(0))["entries-added"]
+    except redislib.ResponseError:  # no such key
+        return 0
+
+
 def reset_store(stack, backend, store="main"):
     """Empty the backend's store: a new SQLite file, or FLUSHALL plus an empty og.events."""
     if backend == "sqlite":
@@ -62,13 +72,29 @@ def reset_store(stack, backend, store="main"):
         engine.dispose()
 
 
+def preload_store(stack, backend, events, store="main"):
+    """Store `events` synthetic events, not through the API (benchmarks/preload.py)."""
+    if backend == "sqlite":
+        preload.into_sqlite(str(stack.sqlite_path(store)), events)
+    elif backend == "redis":
+        connection = stack.mariadb().connect(database=database_name(store))
+        try:
+            preload.into_events(connection, events)
+        finally:
+            connection.close()
+        env = stack.env("redis", redis=store, database=database_name(store))
+        return stack.ingest(env, "rebuild").strip()
+    return None
+
+
 class Target:
-    def __init__(self, stack, backend, worker=False, store="main", reset=True):
+    def __init__(self, stack, backend, worker=False, store="main", reset=True, preload=0):
         self.stack = stack
         self.backend = backend
         self.worker_running = worker
         self.store = store
         self.reset = reset
+        self.preload = preload
         self.label = backend + ("+ingest" if worker else "") + ("" if store == "main" else f"@{store}")
         self.accepted = 0
         self.api = self.worker = self.redis = None
@@ -81,6 +107,8 @@ class Target:
     def __enter__(self):
         if self.reset:
             reset_store(self.stack, self.backend, self.store)
+        if self.preload:
+            preload_store(self.stack, self.backend, self.preload, self.store)
         self.env = self.stack.env(self.backend, redis=self.store,
                                   database=database_name(self.store), sqlite=self.store)
         try:
@@ -88,6 +116,7 @@ class Target:
                 self.events_before = count_events(self.stack, self.store)
                 self.redis = self._exit.enter_context(
                     contextlib.closing(self.stack.redis(self.store).client()))
+                self.added_before = entries_added(self.redis)
             self.api = self._exit.enter_context(self.stack.api(self.label.replace("@", "-"), self.env))
             if self.worker_running:
                 self.worker = self._exit.enter_context(self.stack.ingest_worker(self.env, self.label))
@@ -103,20 +132,28 @@ class Target:
         return {"api": cpu.api_pids(self.api), "redis": cpu.pid_of(self.stack.started_redis(self.store)),
                 "mariadb": cpu.pid_of(self.stack.started_mariadb()), "ingest": cpu.pid_of(self.worker)}
 
-    def measure(self, *starters):
-        """Run the loads together (each a callable starting a LoadProcess); their results,
-        the cores each role used meanwhile, and the backlog over the window."""
+    def measure(self, *starters, during=None):
+        """Run the loads together (each a callable starting a LoadProcess), and `during()`
+        meanwhile if given; their results, the cores each role used, and the backlog."""
         meter = cpu.CpuMeter(self.cpu_roles()).start()
         sampler = BacklogSampler(self.redis) if self.redis else contextlib.nullcontext()
         running = []
         try:
             with sampler:
                 running = [start() for start in starters]
+                side = during() if during else None
                 results = [load.wrk_result(process) for process in running]
         finally:
             for process in running:
                 process.kill()
-        window = {"cpu_cores": meter.stop(), "results": results}
+        cores = meter.stop()
+        cores["load"] = round(sum(r["generator_cores"] for r in results), 3)
+        # Whatever the host ran besides the processes under test and the load: other tenants.
+        cores["others"] = round(max(0.0, cores["machine"] - sum(
+            v for k, v in cores.items() if k != "machine")), 3)
+        window = {"cpu_cores": cores, "results": results}
+        if during:
+            window["during"] = side
         if self.redis:
             window["backlog"] = sampler.summary()
         for result in results:
@@ -139,14 +176,16 @@ class Target:
         return round(time.monotonic() - started, 2)
 
     def check(self):
-        """og.events holds exactly what was answered 200, and the stream is drained."""
+        """og.events gained exactly what the API appended, and the stream is drained."""
         if self.backend != "redis":
             return None
         stored = count_events(self.stack, self.store) - self.events_before
         left = BacklogSampler(self.redis).sample(0)
-        verdict = {"accepted": self.accepted, "stored": stored,
-                   "undrained": _undrained(left), "stream_length": left["length"]}
-        verdict["ok"] = stored == self.accepted and verdict["undrained"] == 0
+        verdict = {"appended": entries_added(self.redis) - self.added_before, "stored": stored,
+                   "answered_200": self.accepted, "undrained": _undrained(left),
+                   "stream_length": left["length"]}
+        verdict["ok"] = (stored == verdict["appended"] >= self.accepted
+                         and verdict["undrained"] == 0)
         if not verdict["ok"]:
             log.warning("%s: og.events check FAILED: %s", self.label, verdict)
         return verdict

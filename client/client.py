@@ -52,19 +52,25 @@ class Session:
         self.connection = None
 
     def post(self, path, body):
+        """(status, json) or (None, None) on a connection error. A POST is resent only
+        when a reused keep-alive connection turns out to have been closed by the
+        server, never after a timeout: the first attempt may have been stored."""
         payload = json.dumps(body).encode()
-        for attempt in (1, 2):
-            if self.connection is None:
+        while True:
+            reused = self.connection is not None
+            if not reused:
                 self.connection = http.client.HTTPConnection(self.host, self.port, timeout=self.timeout)
             try:
                 self.connection.request("POST", path, payload, {"Content-Type": "application/json"})
                 response = self.connection.getresponse()
                 data = response.read()
                 return response.status, (json.loads(data) if data else None)
-            except (http.client.HTTPException, OSError, ValueError):
+            except (http.client.HTTPException, OSError, ValueError) as error:
                 self.connection.close()
                 self.connection = None
-                if attempt == 2:
+                stale = isinstance(error, (http.client.RemoteDisconnected, BrokenPipeError,
+                                           ConnectionResetError))
+                if not (reused and stale):
                     return None, None  # counted as a connection error
 
 

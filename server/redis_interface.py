@@ -88,8 +88,10 @@ class RedisInterface(DataInterface):
                     # Every wait is bounded by database_timeout, the pool's pre-ping
                     # included, so a hung MariaDB gives a 503 in a few seconds.
                     seconds = max(1, round(self.database_timeout))
+                    # Range queries take 10-60 ms; 16 connections per API worker keep
+                    # 64 concurrent dashboard readers from timing out on the pool.
                     self._engine = event_store.build_engine(
-                        self.database_url, pool_size=4, max_overflow=4,
+                        self.database_url, pool_size=8, max_overflow=8,
                         pool_timeout=self.database_timeout,
                         connect_args={"connect_timeout": seconds, "read_timeout": seconds,
                                       "write_timeout": seconds})

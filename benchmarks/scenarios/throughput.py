@@ -1,5 +1,6 @@
-"""Throughput and latency per backend, rounds interleaved: conversation flow, dashboard
-reads, a mixed workload (the flow plus paced reads), and client/client.py.
+"""Throughput and latency per backend, rounds interleaved: the conversation flow on an
+empty store; dashboard reads and a mixed workload (the flow plus paced reads) on a store
+holding plan.read_events events of today; and client/client.py on an empty store.
 """
 import logging
 from statistics import median
@@ -34,23 +35,26 @@ def _round(stack, plan, backend, worker, number):
         flow = target.measure(lambda: load.start_wrk(url, "conversation", plan.duration))
         flow["settle_s"] = target.settle()
         _progress(target, number, "conversation flow", flow["results"][0])
+        flow_check = target.check()
+    with Target(stack, backend, worker, preload=plan.read_events) as target:
+        url = target.url
         reads = target.measure(lambda: load.start_wrk(url, "dashboard", plan.read_duration,
                                                       (today, today)))
         _progress(target, number, "dashboard reads", reads["results"][0])
         mixed = target.measure(
-            lambda: load.start_wrk(url, "conversation", plan.duration),
-            lambda: load.start_wrk(url, "dashboard", plan.duration,
+            lambda: load.start_wrk(url, "conversation", plan.mixed_duration),
+            lambda: load.start_wrk(url, "dashboard", plan.mixed_duration,
                                    (today, today, plan.read_delay_ms), plan.read_connections))
         mixed["settle_s"] = target.settle()
         _progress(target, number, "mixed: writes", mixed["results"][0])
         _progress(target, number, "mixed: reads", mixed["results"][1])
-        check = target.check()
+        mixed_check = target.check()
     return {"round": number, "backend": target.label, "flow": flow, "reads": reads,
-            "mixed": mixed, "check": check}
+            "mixed": mixed, "checks": [c for c in (flow_check, mixed_check) if c]}
 
 
 def _progress(target, number, what, result):
-    log.info("round %d %-13s %-18s %8.0f ok/s  p50 %7.2f  p99 %8.2f  p99.9 %8.2f ms  errors %d"
+    log.info("round %d %-13s %-18s %8.0f ok/s  p50 %s  p99 %s  p99.9 %s ms  errors %d"
              "  (wrk %.2f cores)", number, target.label, what, result["ok_per_s"],
              result["p50_ms"], result["p99_ms"], result["p999_ms"], result["errors"],
              result["generator_cores"])
@@ -78,13 +82,37 @@ def summarize(windows, clients):
         table[workload] = add_ratios({
             label: median_of([w[key]["results"][index] for w in windows if w["backend"] == label])
             for label in labels})
-    cpu = {label: _median_cpu([w["flow"]["cpu_cores"] for w in windows if w["backend"] == label])
+    cpu = {label: _median_cpu([w["flow"] for w in windows if w["backend"] == label])
            for label in labels}
+    if "null" in cpu:
+        for row in cpu.values():
+            row["cost_vs_null"] = round(cpu["null"]["us_per_response"] / row["us_per_response"], 3)
     lag = {label: max(w["flow"].get("backlog", {}).get("max_backlog", 0) for w in windows
                       if w["backend"] == label) for label in labels}
+    settle = {label: max(w["flow"]["settle_s"] or 0 for w in windows if w["backend"] == label)
+              for label in labels}
     return {"workloads": table, "flow_cpu_cores": cpu, "flow_max_backlog": lag,
-            "checks": [w["check"] for w in windows if w["check"]] + [c["check"] for c in clients if c["check"]]}
+            "flow_max_settle_s": settle,
+            "checks": [c for w in windows for c in w["checks"]] + [c["check"] for c in clients if c["check"]]}
 
 
-def _median_cpu(samples):
-    return {role: round(median(s[role] for s in samples), 2) for role in samples[0]}
+OURS = ("api", "redis", "mariadb", "ingest")
+"""The processes under test, whose CPU a response costs (wrk's is left out)."""
+
+
+def _us_per_response(window, roles):
+    ok = window["results"][0]["ok_per_s"]
+    return sum(window["cpu_cores"][role] for role in roles) / ok * 1e6 if ok else 0
+
+
+def _median_cpu(windows):
+    """Median cores per role, and CPU µs per 2xx response: the API's, and all of ours.
+
+    On a shared host the throughput of a window depends on how much CPU other tenants
+    took; the CPU cost of a response does not, so cost ratios are steadier than
+    throughput ratios."""
+    samples = [w["cpu_cores"] for w in windows]
+    cores = {role: round(median(s[role] for s in samples), 2) for role in samples[0]}
+    cores["api_us_per_response"] = round(median(_us_per_response(w, ("api",)) for w in windows))
+    cores["us_per_response"] = round(median(_us_per_response(w, OURS) for w in windows))
+    return cores

@@ -38,7 +38,7 @@ local function encode(value)
   elseif kind == "string" then
     return string.format("%q", value)
   elseif kind == "number" then
-    return string.format("%.17g", value)
+    return string.format("%.14g", value)
   end
   return tostring(value)
 end

@@ -1,0 +1,83 @@
+"""Redis memory per conversation and per stream entry (INFO memory used_memory).
+
+N conversations are run through the API's own Lua scripts (server/lua/, the same keys
+and arguments as RedisInterface, pipelined so that it takes seconds), half of them
+followed up, with no worker draining. Then `python -m ingest run --burst` drains and
+trims the stream: what remains is the conversation keys (and the stats hash).
+"""
+import logging
+import random
+import uuid as uuidlib
+from string import ascii_lowercase
+
+from benchmarks.targets import count_events, reset_store
+from server import config, keys
+from server.redis_interface import Script
+
+log = logging.getLogger("benchmarks")
+
+PIPELINE = 2000
+
+
+def _used(client):
+    return client.info("memory")["used_memory"]
+
+
+def _conversations(client, count):
+    initial, followup = Script("initial"), Script("followup")
+    stream, stats = keys.stream(0), keys.stats(0)
+    ttl, high_water = config.DEFAULT_CONVERSATION_TTL, config.DEFAULT_BACKLOG_HIGH_WATER
+    rng = random.Random(5)
+    for script in (initial, followup):
+        client.script_load(script.text)
+    events = 0
+    for start in range(0, count, PIPELINE):
+        pipe = client.pipeline(transaction=False)
+        uuids = [str(uuidlib.UUID(int=rng.getrandbits(128), version=4))
+                 for _ in range(min(PIPELINE, count - start))]
+        for uuid in uuids:
+            pipe.execute_command(*initial.command(
+                (keys.conversation(0, uuid), stream, stats),
+                (uuid, rng.choice(ascii_lowercase), rng.choice("01"), ttl, high_water)))
+        for uuid in uuids[::2]:
+            pipe.execute_command(*followup.command((keys.conversation(0, uuid), stream, stats),
+                                                   (uuid, high_water)))
+        replies = pipe.execute()
+        if set(replies) != {"ok"}:
+            raise RuntimeError(f"unexpected script replies: {set(replies)}")
+        events += len(replies)
+    return events
+
+
+def run(stack, plan):
+    reset_store(stack, "redis")
+    client = stack.redis().client()
+    try:
+        empty = _used(client)
+        events = _conversations(client, plan.memory_conversations)
+        with_stream = _used(client)
+        stream_length = client.xlen(keys.stream(0))
+        sample_key = next(client.scan_iter(match=keys.conversation(0, "*"), count=1000))
+        key_usage = client.memory_usage(sample_key, samples=0)
+        stream_usage = client.memory_usage(keys.stream(0), samples=0)
+        stack.ingest(stack.env("redis"), "run", "--burst")
+        drained = _used(client)
+        left = client.xlen(keys.stream(0))
+        stored = count_events(stack)
+    finally:
+        client.close()
+    conversations = plan.memory_conversations
+    result = {
+        "conversations": conversations, "events": events, "stream_length": stream_length,
+        "used_memory_empty": empty, "used_memory_with_stream": with_stream,
+        "used_memory_drained": drained, "stream_length_after_drain": left, "stored": stored,
+        "bytes_per_conversation": round((drained - empty) / conversations, 1),
+        "bytes_per_stream_entry": round((with_stream - drained) / events, 1),
+        "memory_usage_conversation_key": key_usage,
+        "memory_usage_stream_per_entry": round(stream_usage / stream_length, 1),
+    }
+    log.info("memory: %.0f B per conversation (key MEMORY USAGE %d B), %.0f B per stream entry "
+             "(%d conversations, %d events; stream after drain: %d entries, og.events %d rows)",
+             result["bytes_per_conversation"], key_usage, result["bytes_per_stream_entry"],
+             conversations, events, left, stored)
+    return result

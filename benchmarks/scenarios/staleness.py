@@ -1,0 +1,93 @@
+"""/dashboard/range staleness: from a 200 on /initial until /dashboard/range counts it,
+with the ingest worker running, idle and under the conversation-flow load.
+
+Each probe starts a conversation with symbol 'z' (the load uses a-y only) and polls a
+range of +-PAD_S around its send time until 'z' has count 1 there.
+"""
+import http.client
+import json
+import logging
+import time
+import uuid as uuidlib
+from statistics import median
+
+from benchmarks import load
+from benchmarks.targets import Target
+
+log = logging.getLogger("benchmarks")
+
+PAD_S = 0.2
+POLL_S = 0.01
+GAP_S = 2 * PAD_S + 0.05
+"""Between probes, so that no two fall into one probe's range."""
+GIVE_UP_S = 15.0
+LOAD_ALPHABET = "abcdefghijklmnopqrstuvwxy"
+
+
+def _bound(epoch):
+    return time.strftime("%Y-%m-%d%%20%H:%M:%S", time.gmtime(epoch)) + f".{int(epoch % 1 * 1e6):06d}"
+
+
+def _probe(connection):
+    uuid = str(uuidlib.uuid4())
+    sent = time.time()
+    connection.request("POST", "/initial", json.dumps({"uuid": uuid, "symbol": "z"}),
+                       {"Content-Type": "application/json"})
+    response = connection.getresponse()
+    response.read()
+    answered = time.time()
+    if response.status != 200:
+        return {"status": response.status}
+    path = f"/dashboard/range/{_bound(sent - PAD_S)}/{_bound(answered + PAD_S)}"
+    polls = 0
+    while time.time() - answered < GIVE_UP_S:
+        connection.request("GET", path)
+        reply = connection.getresponse()
+        body = reply.read()
+        polls += 1
+        if reply.status == 200 and any(row["symbol"] == "z" and row["count"] >= 1
+                                       for row in json.loads(body)):
+            return {"status": 200, "staleness_ms": round((time.time() - answered) * 1000, 1),
+                    "polls": polls}
+        time.sleep(POLL_S)
+    return {"status": 200, "staleness_ms": None, "polls": polls}
+
+
+def _probes(url, count, warmup=0.0):
+    time.sleep(warmup)
+    host, port = url.split("//")[1].split(":")
+    connection = http.client.HTTPConnection(host, int(port), timeout=10)
+    try:
+        results = []
+        for _ in range(count):
+            results.append(_probe(connection))
+            time.sleep(GAP_S)
+        return results
+    finally:
+        connection.close()
+
+
+def _summary(probes):
+    seen = sorted(p["staleness_ms"] for p in probes if p.get("staleness_ms") is not None)
+    return {"probes": len(probes), "seen": len(seen),
+            "p50_ms": median(seen) if seen else None,
+            "p90_ms": seen[int(0.9 * (len(seen) - 1))] if seen else None,
+            "max_ms": seen[-1] if seen else None, "all": probes}
+
+
+def run(stack, plan):
+    with Target(stack, "redis", worker=True) as target:
+        idle = _summary(_probes(target.url, plan.staleness_probes))
+        log.info("staleness idle:       p50 %s ms, p90 %s ms, max %s ms (%d/%d seen)",
+                 idle["p50_ms"], idle["p90_ms"], idle["max_ms"], idle["seen"], idle["probes"])
+        seconds = int(plan.staleness_probes * (GAP_S + 0.5)) + 5
+        window = target.measure(
+            lambda: load.start_wrk(target.url, "conversation", seconds, (0.5, LOAD_ALPHABET)),
+            during=lambda: _probes(target.url, plan.staleness_probes, warmup=1.0))
+        loaded = _summary(window.pop("during"))
+        log.info("staleness under load: p50 %s ms, p90 %s ms, max %s ms (%d/%d seen; load %.0f ok/s)",
+                 loaded["p50_ms"], loaded["p90_ms"], loaded["max_ms"], loaded["seen"],
+                 loaded["probes"], window["results"][0]["ok_per_s"])
+        target.settle()
+        check = target.check()
+    return {"idle": idle, "loaded": loaded, "load": window, "check": check}
