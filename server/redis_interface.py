@@ -15,7 +15,7 @@ from redis.exceptions import (ClusterDownError, NoScriptError, OutOfMemoryError,
 from sqlalchemy.exc import ProgrammingError, SQLAlchemyError
 
 from server import config, event_store, keys, timestamps
-from server.coalescing import CoalescingClient
+from server.coalescing import CoalescingClient, SingleFlight
 from server.data_interface import Conflict, DataInterface, NotFound, Unavailable
 from server.model import NO_STATS, GuessStats
 
@@ -56,6 +56,7 @@ class RedisInterface(DataInterface):
         self._client = None
         self._engine = None
         self._build_lock = threading.Lock()
+        self._range_queries = SingleFlight()
         self._stats = {}
         self._stats_at = None
         self._refreshing = False
@@ -182,6 +183,9 @@ class RedisInterface(DataInterface):
         }
 
     def dashboard_range(self, lower, upper):
+        return self._range_queries.run((lower, upper), lambda: self._query_range(lower, upper))
+
+    def _query_range(self, lower, upper):
         try:
             with self._database().connect() as connection:
                 return event_store.range_summary(connection, lower, upper)
