@@ -36,8 +36,6 @@ log = logging.getLogger("ingest")
 LUA = Path(__file__).with_name("lua")
 IDLE_BLOCK_MS = 1000
 """Longest blocking read when idle: a stop request is seen within this."""
-POLL_S = 0.005
-"""Within a batch window, how often the worker looks for more entries."""
 BACKOFF_BASE_S = 0.1
 BACKOFF_CAP_S = 10.0
 """Retry delays grow 0.1, 0.2, 0.4 ... s up to this cap, each drawn with full jitter."""
@@ -155,30 +153,25 @@ class Worker:
         return not entries
 
     def _read(self, block):
-        """Up to batch_size new entries, waiting at most batch_ms after the first.
+        """Up to batch_size new entries: what is there, or after the first entry arrives,
+        what arrived within batch_ms of it.
 
-        Only the wait for a first entry blocks in Redis. Within the batch window the
-        worker polls instead: Redis checks blocked-read timeouts only every 1/hz s
-        (100 ms by default), which made a 50 ms window last ~100 ms.
+        Only the wait for a first entry blocks in Redis. The batch window is a plain
+        sleep followed by one more read: Redis checks blocked-read timeouts only every
+        1/hz s (100 ms by default), which made a 50 ms window last ~100 ms, and polling
+        within the window cost Redis and worker CPU on every poll.
         """
-        entries, deadline = [], None
-        while len(entries) < self.batch_size and not self.stopping.is_set():
-            wait_ms = IDLE_BLOCK_MS if block and deadline is None else None
-            reply = self.redis.xreadgroup(keys.GROUP, self.name, {s: ">" for s in self.streams},
-                                          count=self.batch_size - len(entries), block=wait_ms)
-            got = [(self.streams[stream], entry_id, fields)
-                   for stream, messages in (reply or []) for entry_id, fields in messages]
-            entries += got
-            if not entries or not block:
-                break
-            if deadline is None:
-                deadline = time.monotonic() + self.batch_ms / 1000
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                break
-            if not got:
-                self.stopping.wait(min(remaining, POLL_S))
+        entries = self._read_once(self.batch_size, IDLE_BLOCK_MS if block else None)
+        if block and entries and len(entries) < self.batch_size:
+            self.stopping.wait(self.batch_ms / 1000)
+            entries += self._read_once(self.batch_size - len(entries), None)
         return entries
+
+    def _read_once(self, count, block_ms):
+        reply = self.redis.xreadgroup(keys.GROUP, self.name, {s: ">" for s in self.streams},
+                                      count=count, block=block_ms)
+        return [(self.streams[stream], entry_id, fields)
+                for stream, messages in (reply or []) for entry_id, fields in messages]
 
     def _claim(self):
         """Entries idle past claim_idle_ms in any consumer (dead, or rejected rows)."""
