@@ -6,7 +6,9 @@ import os
 
 bind = os.environ.get("OG_BIND", "127.0.0.1:5000")
 worker_class = "gevent"
-# Two workers fill the two cores of the reference machine (benchmarks/ measured 1-4).
+# One worker per core of the reference machine: a gevent worker is one CPU-bound
+# process (benchmarks/results: the API uses ~1.6-1.7 of the 2 cores at saturation).
+# More workers than cores only add context switches; try `python -m benchmarks --workers N`.
 workers = int(os.environ.get("OG_WORKERS", "2"))
 worker_connections = int(os.environ.get("OG_WORKER_CONNECTIONS", "1000"))
 keepalive = 30
