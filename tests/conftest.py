@@ -16,6 +16,7 @@ import pytest
 import sqlalchemy
 
 from tests.servers import REPO_ROOT, GunicornServer, MariaDBServer, RedisServer
+from tests.workers import IngestProcess
 
 TESTS_DIR = Path(__file__).resolve().parent
 TIERS = ("unit", "integration", "e2e")
@@ -202,3 +203,21 @@ def gunicorn_server(tmp_path_factory, request):
     yield start
     for server in started:
         server.stop()
+
+
+@pytest.fixture
+def ingest(tmp_path, redis_server, mariadb_server):
+    """`ingest(**settings)` -> a new IngestProcess (not started) on the session's Redis and
+    MariaDB, logging into tmp_path. Every one still running at teardown is SIGKILLed."""
+    made = []
+
+    def build(name="worker", **settings):
+        worker = IngestProcess(tmp_path, name=name, **{
+            "REDIS_URL": redis_server.url, "DATABASE_URL": mariadb_server.url, **settings})
+        made.append(worker)
+        return worker
+
+    yield build
+    for worker in made:
+        if worker.process is not None:
+            worker.kill()

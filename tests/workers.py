@@ -18,7 +18,6 @@ import uuid as uuidlib
 from collections import Counter
 from string import ascii_lowercase
 
-import pytest
 import sqlalchemy
 from redis.exceptions import RedisError, ResponseError
 
@@ -454,25 +453,6 @@ class IngestProcess:
 
     def log(self):
         return log_tail(self.log_path)
-
-
-@pytest.fixture
-def ingest(tmp_path, redis_server, mariadb_server):
-    """`ingest(**settings)` -> a new IngestProcess (not started) on the session's Redis and
-    MariaDB, logging into tmp_path. Every one still running at teardown is SIGKILLed.
-    Test modules import this fixture from here."""
-    made = []
-
-    def build(name="worker", **settings):
-        worker = IngestProcess(tmp_path, name=name, **{
-            "REDIS_URL": redis_server.url, "DATABASE_URL": mariadb_server.url, **settings})
-        made.append(worker)
-        return worker
-
-    yield build
-    for worker in made:
-        if worker.process is not None:
-            worker.kill()
 
 
 def wait_drained(redis_client, worker=None, timeout=DRAIN_TIMEOUT_S):

@@ -10,7 +10,6 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from server import keys
 from tests.servers import free_port
-from tests.workers import ingest  # noqa: F401 - the fixture
 from tests.workers import (DEAD, STREAM, append_events, assert_stored_exactly, drain,
                            group_state, ingest_status, new_uuid, run_ingest, wait_drained)
 
@@ -240,7 +239,6 @@ def test_sigterm_writes_and_acks_what_was_read_then_exits_0(redis, database, ing
 
 def test_sigterm_while_mariadb_is_down_leaves_the_batch_pending(redis, database, redis_server,
                                                                 mariadb_server, ingest):
-    settings = store_settings(redis_server, mariadb_server)
     worker = ingest().start(redis)  # og.events exists from here on
     mariadb_server.stop()
     try:
