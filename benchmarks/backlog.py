@@ -7,7 +7,7 @@ import threading
 import time
 
 from ingest import status
-from server import keys
+from core import keys
 
 INTERVAL_S = 0.5
 

@@ -18,7 +18,7 @@ import gevent  # noqa: E402
 import redis  # noqa: E402
 
 from benchmarks.stack import Stack  # noqa: E402
-from server import keys  # noqa: E402
+from core import keys  # noqa: E402
 from server.coalescing import CoalescingClient  # noqa: E402
 from server.redis_interface import Script  # noqa: E402
 

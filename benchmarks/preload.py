@@ -12,7 +12,7 @@ import string
 import time
 import uuid as uuidlib
 
-from server import config, keys
+from core import config, keys
 
 SPREAD_S = min(3 * 3600, int(0.9 * config.DEFAULT_CONVERSATION_TTL))
 INSERT_ROWS = 5000

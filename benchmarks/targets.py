@@ -18,7 +18,7 @@ import sqlalchemy
 
 from benchmarks import cpu, load, preload
 from benchmarks.backlog import BacklogSampler
-from server import event_store, keys
+from core import event_store, keys
 from server.initdb import init_db
 
 log = logging.getLogger("benchmarks")

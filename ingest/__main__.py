@@ -2,7 +2,8 @@
 
 run      drain the event streams into MariaDB until SIGTERM (--burst: until empty)
 status   stream length, consumer-group lag, pending, dead letters, oldest pending age
-rebuild  recompute every Redis aggregate (and the conversation window) from og.events
+rebuild  recompute the range buckets, and every Redis aggregate (and the conversation
+         window), from og.events
 """
 import argparse
 import json
@@ -16,7 +17,7 @@ from ingest import rebuild, status
 from ingest.metrics import Metrics
 from ingest.worker import Worker
 from ingest.writer import EventWriter
-from server import config, event_store
+from core import config, event_store, range_buckets
 
 log = logging.getLogger("ingest")
 
@@ -80,8 +81,11 @@ def main(argv=None):
         return 0
     if args.command == "rebuild":
         engine = event_store.build_engine(config.get_database_url())
+        event_store.create_tables(engine)
+        days = range_buckets.rebuild(engine)  # exact with workers running: it locks
         summary = rebuild.rebuild(build_redis(), engine, config.get_stream_partitions(),
                                   config.get_conversation_ttl())
+        summary["range_bucket_days"] = days
         print(json.dumps(summary))
         return 0
     return run(burst=args.burst)

@@ -1,7 +1,7 @@
 """Prometheus metrics of the ingest worker, served on a loopback port."""
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
-from server import keys
+from core import keys
 
 
 class Metrics:

@@ -11,8 +11,8 @@ from collections import defaultdict
 from sqlalchemy import case, func, select, tuple_
 
 from ingest.entries import MalformedEntry, Rows
-from server import keys, timestamps
-from server.event_store import events
+from core import keys, timestamps
+from core.event_store import events
 
 CHUNK = 1000
 

@@ -2,7 +2,7 @@
 import time
 
 from ingest.metrics import stream_group_info
-from server import keys
+from core import keys
 
 
 def collect(redis_client, partitions):

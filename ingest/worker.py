@@ -29,7 +29,7 @@ from redis.exceptions import ConnectionError, ResponseError, TimeoutError
 
 from ingest.entries import MalformedEntry, Rows
 from ingest.writer import DatabaseUnavailable
-from server import keys
+from core import keys
 
 log = logging.getLogger("ingest")
 

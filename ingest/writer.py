@@ -1,7 +1,16 @@
-"""Writes batches of rows into og.events: one multi-row INSERT per batch, then commit.
+"""Writes batches of rows into og.events and their range buckets, in one transaction.
+
+Per batch: one multi-row INSERT IGNORE ... RETURNING into og.events, which answers with
+exactly the rows it added (a redelivered event is already there: skipped, not
+returned); then one upsert that adds those rows, and only those, to their range
+buckets (core/range_buckets.py); then COMMIT. So a batch written twice, or by two
+workers at once (the second INSERT waits on the first's row locks, then skips), counts
+every event once.
 
 Errors split in two: the database being away (retry the whole batch later) and a row
-it rejects (find it by splitting the batch, write the rest, report it).
+it rejects. IGNORE turns a row's rejection (a CHECK constraint, say) into a warning and
+a skipped row; a skipped row that is not already in og.events is a rejected one. A row
+error that IGNORE does not turn into a warning is found by splitting the batch.
 
 The INSERT carries its values as literals. Every value was checked against a strict
 pattern in ingest/entries.py (digits, hex uuid, a-z, a fixed kind, formatted
@@ -11,7 +20,8 @@ machine, see discussion.txt).
 """
 from sqlalchemy.exc import DBAPIError, ProgrammingError
 
-from server.event_store import create_tables, events
+from core import range_buckets
+from core.event_store import create_tables, events
 
 # MariaDB error numbers that belong to one row's values, not to the server's state.
 ROW_ERRORS = frozenset((
@@ -29,9 +39,13 @@ NO_SUCH_TABLE = 1146
 
 COLUMNS = ("stream", "event_id", "uuid", "kind", "symbol", "guess", "ts", "conversation_ts")
 _ROW = "(%d,'%s','%s','%s','%s',%d,'%s','%s')"
-_INSERT = "INSERT INTO {table} ({columns}) VALUES {{values}} ON DUPLICATE KEY UPDATE event_id = event_id".format(
+_INSERT = "INSERT IGNORE INTO {table} ({columns}) VALUES {{values}} RETURNING stream, event_id".format(
     table=events.name, columns=", ".join(events.c[name].name for name in COLUMNS))
-"""A redelivered entry hits the primary key (stream, event_id) and changes nothing."""
+"""A redelivered entry hits the primary key (stream, event_id): skipped, not returned."""
+_STORED = "SELECT stream, event_id FROM events WHERE (stream, event_id) IN ({keys}) LOCK IN SHARE MODE"
+_KEY = "(%d,'%s')"
+DUPLICATE_KEY = 1062
+KIND, SYMBOL, CONVERSATION_TS = (COLUMNS.index(name) for name in ("kind", "symbol", "conversation_ts"))
 
 
 class DatabaseUnavailable(Exception):
@@ -48,10 +62,13 @@ class EventWriter:
         self.engine = engine
 
     def create_tables(self):
+        """Create missing tables and build the range buckets if they are incomplete."""
         try:
             create_tables(self.engine)
         except DBAPIError as error:
             raise DatabaseUnavailable(str(error.orig)) from error
+        except TimeoutError as error:
+            raise DatabaseUnavailable(str(error)) from error
 
     def write(self, rows):
         """Write rows; return [(row, reason)] for the rows the database rejected.
@@ -62,8 +79,7 @@ class EventWriter:
         if not rows:
             return []
         try:
-            self._insert(rows)
-            return []
+            return self._insert(rows)
         except DBAPIError as error:
             number = _error_number(error)
             if isinstance(error, ProgrammingError) and number == NO_SUCH_TABLE:
@@ -78,6 +94,32 @@ class EventWriter:
         return self.write(rows[:middle]) + self.write(rows[middle:])
 
     def _insert(self, rows):
-        statement = _INSERT.format(values=",".join([_ROW % row for row in rows]))
+        """One transaction: the rows, then the buckets of those really added. Returns the
+        rejected [(row, reason)]."""
+        # Sorted by key, so two workers writing the same entries lock them in one order.
+        rows = sorted(rows, key=lambda row: (row[0], row[1]))
+        rejected = []
         with self.engine.begin() as connection:
-            connection.exec_driver_sql(statement)
+            added = set(connection.exec_driver_sql(
+                _INSERT.format(values=",".join([_ROW % row for row in rows]))).fetchall())
+            if len(added) < len(rows):
+                rejected = self._rejected(connection, [r for r in rows if (r[0], r[1]) not in added])
+                new = [row for row in rows if (row[0], row[1]) in added]
+            else:
+                new = rows
+            deltas = range_buckets.deltas(
+                (row[KIND], row[SYMBOL], row[CONVERSATION_TS]) for row in new)
+            if deltas:
+                connection.exec_driver_sql(range_buckets.upsert_statement(deltas))
+        return rejected
+
+    @staticmethod
+    def _rejected(connection, skipped):
+        """The skipped rows that are not in og.events already (duplicates are fine)."""
+        warnings = [message for _level, code, message in
+                    connection.exec_driver_sql("SHOW WARNINGS").fetchall() if code != DUPLICATE_KEY]
+        # A locking read sees the latest committed rows, not this transaction's snapshot.
+        stored = set(connection.exec_driver_sql(_STORED.format(
+            keys=",".join(_KEY % (row[0], row[1]) for row in skipped))).fetchall())
+        reason = f"rejected by MariaDB: {warnings[0] if warnings else 'row skipped'}"
+        return [(row, reason) for row in skipped if (row[0], row[1]) not in stored]

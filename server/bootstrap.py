@@ -3,7 +3,7 @@
 Nothing here opens a connection; backends connect on first use, which under
 gunicorn is in the worker, after gevent has patched the standard library.
 """
-from server import config
+from core import config
 from server.model import Policy
 
 

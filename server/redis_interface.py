@@ -2,7 +2,8 @@
 
 /initial and /followup are one EVALSHA each (server/lua/), coalesced with the calls of
 concurrent requests into one pipeline per worker. /dashboard/symbol reads the Redis
-aggregates (exact); /dashboard/range reads og.events, which the ingest worker fills.
+aggregates (exact); /dashboard/range reads the MariaDB range buckets and og.events
+edges (core/range_buckets.py), which the ingest worker fills.
 """
 import hashlib
 import threading
@@ -14,13 +15,15 @@ from redis.exceptions import (ClusterDownError, NoScriptError, OutOfMemoryError,
                               RedisError, ResponseError, TryAgainError)
 from sqlalchemy.exc import ProgrammingError, SQLAlchemyError
 
-from server import config, event_store, keys, timestamps
+from core import config, event_store, keys, range_buckets, timestamps
 from server.coalescing import CoalescingClient, SingleFlight
 from server.data_interface import Conflict, DataInterface, NotFound, Unavailable
 from server.model import NO_STATS, GuessStats
 
 LUA = Path(__file__).with_name("lua")
 NO_SUCH_TABLE = 1146
+STATEMENT_TIMEOUT = 1969
+"""MariaDB: query execution was interrupted (max_statement_time exceeded)."""
 REFUSALS = (ReadOnlyError, ClusterDownError, TryAgainError)  # MasterDownError included
 REFUSAL_CODES = ("NOREPLICAS", "MISCONF", "BUSY")
 """Error replies that are states of Redis (a replica, a failing disk, a busy script...),
@@ -87,15 +90,17 @@ class RedisInterface(DataInterface):
             with self._build_lock:
                 if self._engine is None:
                     # Every wait is bounded by database_timeout, the pool's pre-ping
-                    # included, so a hung MariaDB gives a 503 in a few seconds.
-                    seconds = max(1, round(self.database_timeout))
-                    # Range queries take 10-60 ms; 16 connections per API worker keep
-                    # 64 concurrent dashboard readers from timing out on the pool.
+                    # included, so a hung MariaDB gives a 503 in a few seconds. A query
+                    # is stopped by MariaDB itself at that limit (max_statement_time),
+                    # before the socket's own timeout, so a query the API gives up on
+                    # does not go on running in the database, and its connection stays
+                    # in the pool instead of being replaced by one more.
+                    limit = self.database_timeout
                     self._engine = event_store.build_engine(
-                        self.database_url, pool_size=8, max_overflow=8,
-                        pool_timeout=self.database_timeout,
-                        connect_args={"connect_timeout": seconds, "read_timeout": seconds,
-                                      "write_timeout": seconds})
+                        self.database_url, pool_size=8, max_overflow=8, pool_timeout=limit,
+                        connect_args={"connect_timeout": max(1, round(limit)),
+                                      "read_timeout": limit + 0.25, "write_timeout": limit + 0.25,
+                                      "init_command": f"SET SESSION max_statement_time = {limit:.3f}"})
         return self._engine
 
     def _call(self, commands):
@@ -188,13 +193,39 @@ class RedisInterface(DataInterface):
     def _query_range(self, lower, upper):
         try:
             with self._database().connect() as connection:
-                return event_store.range_summary(connection, lower, upper)
-        except ProgrammingError as error:
-            if getattr(error.orig, "args", (None,))[0] == NO_SUCH_TABLE:
-                return []  # no worker has run yet, so no event has been stored
-            raise Unavailable(f"event store unavailable: {error.orig}") from error
+                try:
+                    return range_buckets.summarize(connection, lower, upper)
+                except ProgrammingError as error:
+                    if _error_number(error) != NO_SUCH_TABLE:
+                        raise
+                    connection.rollback()
+                    if _has_events(connection):
+                        raise range_buckets.NotReady(
+                            "the range dashboard's buckets are not built yet: start the ingest "
+                            "worker (it builds them) or run `python -m ingest rebuild`") from None
+                    return []  # no worker has run yet, so no event has been stored
+        except range_buckets.NotReady as error:
+            raise Unavailable(str(error)) from error
         except SQLAlchemyError as error:
-            raise Unavailable(f"event store unavailable: {error.__class__.__name__}") from error
+            if _error_number(error) == STATEMENT_TIMEOUT:
+                raise Unavailable(f"range query stopped after {self.database_timeout} s "
+                                  "(OG_DATABASE_TIMEOUT)") from error
+            raise Unavailable(f"event store unavailable: {error.__class__.__name__}: "
+                              f"{getattr(error, 'orig', error)}") from error
+
+
+def _error_number(error):
+    args = getattr(getattr(error, "orig", None), "args", ())
+    return args[0] if args and isinstance(args[0], int) else None
+
+
+def _has_events(connection):
+    try:
+        return connection.exec_driver_sql("SELECT 1 FROM events LIMIT 1").first() is not None
+    except ProgrammingError as error:
+        if _error_number(error) == NO_SUCH_TABLE:
+            return False
+        raise
 
 
 def _model_stats_from(replies):

@@ -21,7 +21,7 @@ from string import ascii_lowercase
 import sqlalchemy
 from redis.exceptions import RedisError, ResponseError
 
-from server import keys
+from core import keys
 from tests.servers import REPO_ROOT, log_tail
 
 STREAM = keys.stream(0)

@@ -12,7 +12,7 @@ from benchmarks import cpu, load, preload
 from benchmarks.backlog import BacklogSampler
 from benchmarks.stack import PYTHON
 from benchmarks.targets import count_events, reset_store
-from server import config
+from core import config
 
 log = logging.getLogger("benchmarks")
 

@@ -11,7 +11,7 @@ import uuid as uuidlib
 from string import ascii_lowercase
 
 from benchmarks.targets import count_events, reset_store
-from server import config, keys
+from core import config, keys
 from server.redis_interface import Script
 
 log = logging.getLogger("benchmarks")

@@ -12,7 +12,7 @@ from string import ascii_lowercase
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from server import keys
+from core import keys
 from tests.servers import free_port
 from tests.workers import (DEAD, STREAM, Http, Load, assert_nothing_lost, assert_stored_exactly,
                            get_json, group_state, new_uuid, stored_counts, stored_events,

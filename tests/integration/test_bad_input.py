@@ -18,7 +18,7 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from server import event_store
+from core import event_store
 from tests.workers import STATS, STREAM
 
 EXAMPLES = settings(max_examples=200, deadline=None, database=None,

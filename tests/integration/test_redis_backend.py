@@ -16,7 +16,7 @@ import sqlalchemy
 
 from ingest.entries import Rows
 from ingest.writer import EventWriter
-from server import keys, timestamps
+from core import keys, timestamps
 from tests.dashboards import bound, parse_ts, range_dashboard
 from tests.workers import (STATS, STREAM, assert_stored_exactly, drain, group_state,
                            new_uuid, run_ingest, stored_events, stored_rows,
