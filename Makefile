@@ -1,4 +1,4 @@
-# Entry points (SPEC section 7). `make run` and `make test` work from a fresh Debian 12
+# Entry points (docs/API.md section 7). `make run` and `make test` work from a fresh Debian 12
 # host: they install the packages and the virtualenv first (provision/).
 
 PYTHON := .venv/bin/python

@@ -95,7 +95,7 @@ class Stack:
         return self._mariadb
 
     def database_url(self, database="og"):
-        """og as user og (SPEC), any other database as root (created here if missing)."""
+        """og as user og (docs/API.md), any other database as root (created here if missing)."""
         server = self.mariadb()
         if database == MariaDBServer.DATABASE:
             return server.url

@@ -9,7 +9,8 @@ Read top to bottom, the failure paths are:
   jitter until it is written (or a stop is asked; then it stays pending for later).
 - Redis away: wait with backoff, reconnect, recreate the consumer groups if lost.
   An ack that fails leaves its entries pending; they are reclaimed and rewritten,
-  which is harmless because rows are keyed by stream entry id.
+  which is harmless because rows are keyed by stream entry id and only rows really
+  added count in the range buckets (ingest/writer.py).
 - a poison entry: a malformed one goes to the dead-letter stream at once; one the
   database rejects stays pending, is retried on reclaim, and is dead-lettered once it
   has been delivered max_deliveries times. Neither blocks the rest of its batch.
@@ -221,9 +222,8 @@ class Worker:
 
     def _commit(self, batch):
         started = time.monotonic()
-        rejected = self._write(batch.rows)
-        written = len(batch.rows) - len(rejected)
-        self.written += written
+        written, rejected = self._write(batch.rows)
+        self.written += written  # rows added; a redelivered entry is acked but adds none
         if self.metrics:
             self.metrics.batch(written, time.monotonic() - started)
         # Only what is committed is acknowledged; rejected rows stay pending.

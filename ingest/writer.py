@@ -71,13 +71,14 @@ class EventWriter:
             raise DatabaseUnavailable(str(error)) from error
 
     def write(self, rows):
-        """Write rows; return [(row, reason)] for the rows the database rejected.
+        """Write rows; return (rows added, [(row, reason)] for the rows the database
+        rejected). Rows already in og.events are neither added nor rejected.
 
         Raises DatabaseUnavailable when nothing can be said about the rows (server
         down, connection lost, anything unknown): the caller retries the whole batch.
         """
         if not rows:
-            return []
+            return 0, []
         try:
             return self._insert(rows)
         except DBAPIError as error:
@@ -88,14 +89,16 @@ class EventWriter:
             if error.connection_invalidated or number not in ROW_ERRORS:
                 raise DatabaseUnavailable(f"{type(error.orig).__name__}: {error.orig}") from error
             if len(rows) == 1:
-                return [(rows[0], f"rejected by MariaDB: {error.orig}")]
+                return 0, [(rows[0], f"rejected by MariaDB: {error.orig}")]
         # Bisect: each half is written on its own; only the bad rows come back.
         middle = len(rows) // 2
-        return self.write(rows[:middle]) + self.write(rows[middle:])
+        added_low, rejected_low = self.write(rows[:middle])
+        added_high, rejected_high = self.write(rows[middle:])
+        return added_low + added_high, rejected_low + rejected_high
 
     def _insert(self, rows):
-        """One transaction: the rows, then the buckets of those really added. Returns the
-        rejected [(row, reason)]."""
+        """One transaction: the rows, then the buckets of those really added. Returns
+        (rows added, rejected [(row, reason)])."""
         # Sorted by key, so two workers writing the same entries lock them in one order.
         rows = sorted(rows, key=lambda row: (row[0], row[1]))
         rejected = []
@@ -111,7 +114,7 @@ class EventWriter:
                 (row[KIND], row[SYMBOL], row[CONVERSATION_TS]) for row in new)
             if deltas:
                 connection.exec_driver_sql(range_buckets.upsert_statement(deltas))
-        return rejected
+        return len(new), rejected
 
     @staticmethod
     def _rejected(connection, skipped):

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Makes sure the two stores are up, with or without systemd, and prints one line each:
-#   MariaDB - the system service, with database og and user og/og (SPEC section 6);
+#   MariaDB - the system service, with database og and user og/og (docs/API.md section 6);
 #   Redis   - the project's own instance from provision/redis.conf, data in var/redis.
 # Safe to run again: what is already up is reused. `services.sh stop` stops the Redis.
 set -euo pipefail

@@ -1,4 +1,4 @@
-"""The server's "best guess" (SPEC section 4): one policy, used by every backend.
+"""The server's "best guess" (docs/API.md section 4): one policy, used by every backend.
 
 Per symbol and guess g, n_g conversations got guess g and f_g of them followed up.
 Pick the g with the higher smoothed followup rate (f+1)/(n+2), ties to vowel, and

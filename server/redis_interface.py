@@ -14,6 +14,7 @@ import redis
 from redis.exceptions import (ClusterDownError, NoScriptError, OutOfMemoryError, ReadOnlyError,
                               RedisError, ResponseError, TryAgainError)
 from sqlalchemy.exc import ProgrammingError, SQLAlchemyError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from core import config, event_store, keys, range_buckets, timestamps
 from server.coalescing import CoalescingClient, SingleFlight
@@ -22,6 +23,9 @@ from server.model import NO_STATS, GuessStats
 
 LUA = Path(__file__).with_name("lua")
 NO_SUCH_TABLE = 1146
+POOL_SIZE, POOL_OVERFLOW = 8, 8
+"""MariaDB connections per API process for /dashboard/range: a bucket query takes a few
+ms, so 16 serve hundreds of distinct queries a second; more would only queue in MariaDB."""
 STATEMENT_TIMEOUT = 1969
 """MariaDB: query execution was interrupted (max_statement_time exceeded)."""
 REFUSALS = (ReadOnlyError, ClusterDownError, TryAgainError)  # MasterDownError included
@@ -29,7 +33,7 @@ REFUSAL_CODES = ("NOREPLICAS", "MISCONF", "BUSY")
 """Error replies that are states of Redis (a replica, a failing disk, a busy script...),
 as redis-py's exception classes and as the codes it leaves in the message."""
 STATS_MAX_AGE_S = 1.0
-"""The model may read stats this stale (SPEC section 4): one refresh a second per worker."""
+"""The model may read stats this stale (docs/API.md section 4): one refresh a second per worker."""
 
 
 class Script:
@@ -97,7 +101,8 @@ class RedisInterface(DataInterface):
                     # in the pool instead of being replaced by one more.
                     limit = self.database_timeout
                     self._engine = event_store.build_engine(
-                        self.database_url, pool_size=8, max_overflow=8, pool_timeout=limit,
+                        self.database_url, pool_size=POOL_SIZE, max_overflow=POOL_OVERFLOW,
+                        pool_timeout=limit,
                         connect_args={"connect_timeout": max(1, round(limit)),
                                       "read_timeout": limit + 0.25, "write_timeout": limit + 0.25,
                                       "init_command": f"SET SESSION max_statement_time = {limit:.3f}"})
@@ -206,6 +211,10 @@ class RedisInterface(DataInterface):
                     return []  # no worker has run yet, so no event has been stored
         except range_buckets.NotReady as error:
             raise Unavailable(str(error)) from error
+        except PoolTimeout as error:
+            raise Unavailable(f"all {POOL_SIZE + POOL_OVERFLOW} MariaDB connections of this API "
+                              f"process stayed busy for {self.database_timeout} s "
+                              "(OG_DATABASE_TIMEOUT); retry shortly") from error
         except SQLAlchemyError as error:
             if _error_number(error) == STATEMENT_TIMEOUT:
                 raise Unavailable(f"range query stopped after {self.database_timeout} s "

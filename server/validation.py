@@ -1,4 +1,4 @@
-"""Input rules of SPEC section 2, checked once in the app for every backend.
+"""Input rules of docs/API.md section 2, checked once in the app for every backend.
 
 Each parser returns the canonical value or raises BadRequest with a reason that is
 shown to the caller as-is.
@@ -16,7 +16,7 @@ _DATETIME = re.compile(r"(\d{4})-(\d{2})-(\d{2})[ T](\d{2}):(\d{2}):(\d{2})(?:\.
 
 
 class BadRequest(ValueError):
-    """400: the request does not follow SPEC section 2."""
+    """400: the request does not follow docs/API.md section 2."""
 
 
 def parse_body(raw: bytes) -> dict:

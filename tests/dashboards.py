@@ -10,7 +10,7 @@ def parse_ts(text):
 
 
 def bound(text, upper):
-    """A range bound as SPEC section 2 defines it (date-only: start or end of the day)."""
+    """A range bound as docs/API.md section 2 defines it (date-only: start or end of the day)."""
     text = text.replace("T", " ")
     if len(text) == 10:
         day = datetime.strptime(text, "%Y-%m-%d")

@@ -168,7 +168,7 @@ class RedisServer(ServerProcess):
 
 
 class MariaDBServer(ServerProcess):
-    """mariadbd on a private datadir, with database `og` and user og/og as SPEC section 6."""
+    """mariadbd on a private datadir, with database `og` and user og/og as docs/API.md section 6."""
 
     name = "mariadb"
     DATABASE = "og"

@@ -1,4 +1,4 @@
-"""The client (SPEC section 5) as a process against a live gunicorn with gevent workers."""
+"""The client (docs/API.md section 5) as a process against a live gunicorn with gevent workers."""
 import http.client
 import json
 import subprocess

@@ -13,6 +13,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from core import keys
+from tests.range_oracle import assert_buckets_exact
 from tests.servers import free_port
 from tests.workers import (DEAD, STREAM, Http, Load, assert_nothing_lost, assert_stored_exactly,
                            get_json, group_state, new_uuid, stored_counts, stored_events,
@@ -58,6 +59,7 @@ def test_killed_workers_lose_and_duplicate_nothing(gunicorn_server, redis, datab
     fresh = ingest(**settings).start(redis)
     wait_drained(redis, fresh)
     assert_stored_exactly(database, load.accepted)
+    assert_buckets_exact(database)  # reclaimed batches were counted once in the range buckets
     assert redis.xlen(DEAD) == 0
     assert fresh.terminate() == 0
 
@@ -85,6 +87,7 @@ def test_mariadb_outage_under_load_loses_nothing(gunicorn_server, redis, databas
     wait_drained(redis, worker)
     database.dispose()  # its pooled connections died with the server
     assert_stored_exactly(database, load.accepted)
+    assert_buckets_exact(database)
     retries = scrape(port).get(("og_ingest_retries_total", (("reason", "database"),)), 0)
     assert retries >= 1
     assert worker.terminate() == 0
@@ -110,6 +113,7 @@ def test_redis_crash_under_load_loses_no_acknowledged_event(gunicorn_server, red
     rows = set(stored_events(database))
     assert acknowledged_before_crash <= rows
     assert_nothing_lost(database, load.accepted, load.uncertain)
+    assert_buckets_exact(database)
 
     # The aggregates survived the crash with the events: they count exactly what the
     # stream delivered to og.events, which is at least everything acknowledged.
@@ -209,6 +213,7 @@ def test_worker_survives_a_redis_outage_and_drains_what_comes_after(
     wait_drained(redis, worker)
     assert worker.running
     assert_nothing_lost(database, before | after.accepted, after.uncertain)
+    assert_buckets_exact(database)
     assert after.statuses[200] >= 100
     assert worker.terminate() == 0
 

@@ -1,4 +1,4 @@
-"""Every row of SPEC section 2 on the reference backends.
+"""Every row of docs/API.md section 2 on the reference backends.
 
 `api` runs on null and sqlite; on null (which stores nothing) only shapes and statuses
 of rejected input are checked. `sqlite_api` checks what was stored.
@@ -337,7 +337,7 @@ def _micros(moment):
 
 
 def _encodings(moment_text):
-    """The three separators SPEC section 2 allows between date and time."""
+    """The three separators docs/API.md section 2 allows between date and time."""
     return [moment_text.replace(" ", "%20"), moment_text.replace(" ", "T"), moment_text]
 
 

@@ -1,7 +1,7 @@
 """Property-based: whatever arrives, the API never answers 500, every error is a JSON
-object with an "error" string, and a request that SPEC section 2 rejects stores nothing.
+object with an "error" string, and a request that docs/API.md section 2 rejects stores nothing.
 
-Each request's expected status comes from an oracle written from SPEC section 2 (not
+Each request's expected status comes from an oracle written from docs/API.md section 2 (not
 from server/validation.py). Valid requests that hypothesis happens to make must then
 succeed and store exactly one event. Runs on the redis backend (stream, aggregates and
 conversation keys compared) and the sqlite reference (its rows compared).
@@ -62,11 +62,11 @@ def store(request, make_app):
     return Store(make_app("sqlite", OG_SEED=1), None)
 
 
-# --- the oracle: SPEC section 2 ----------------------------------------------------------
+# --- the oracle: docs/API.md section 2 ----------------------------------------------------------
 
 
 def expected_post(store, path, raw):
-    """The status SPEC section 2 gives a POST of `raw` bytes to `path`."""
+    """The status docs/API.md section 2 gives a POST of `raw` bytes to `path`."""
     if len(raw) > 1024:
         return 413
     try:
@@ -90,7 +90,7 @@ def expected_post(store, path, raw):
 
 
 def parse_bound(text, upper):
-    """A bound as SPEC section 2 defines it, or None."""
+    """A bound as docs/API.md section 2 defines it, or None."""
     try:
         match = DATE.fullmatch(text)
         if match:
@@ -233,7 +233,7 @@ def test_any_symbol_dashboard_path(store, symbol):
 
 
 def render(moment, form, digits):
-    """A moment as text in one of the forms SPEC section 2 allows, or a near miss."""
+    """A moment as text in one of the forms docs/API.md section 2 allows, or a near miss."""
     date = f"{moment.year:04d}-{moment.month:02d}-{moment.day:02d}"
     clock = f"{moment.hour:02d}:{moment.minute:02d}:{moment.second:02d}"
     fraction = f"{moment.microsecond:06d}"[:digits]

@@ -1,4 +1,4 @@
-"""The model learns the vowels (SPEC section 4) from the client's mercurial followups."""
+"""The model learns the vowels (docs/API.md section 4) from the client's mercurial followups."""
 from client.client import is_vowel, plan, wants_followup
 
 SEED = 7

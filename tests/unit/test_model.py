@@ -1,4 +1,4 @@
-"""The model's policy (SPEC section 4): smoothed rates, ties to vowel, seeded exploration."""
+"""The model's policy (docs/API.md section 4): smoothed rates, ties to vowel, seeded exploration."""
 import pytest
 
 from server.model import NO_STATS, GuessStats, Policy

@@ -1,4 +1,4 @@
-"""Input rules of SPEC section 2 (server/validation.py), without an app."""
+"""Input rules of docs/API.md section 2 (server/validation.py), without an app."""
 import uuid
 from datetime import datetime
 
