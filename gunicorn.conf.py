@@ -1,16 +1,28 @@
 """gunicorn settings for the API: gevent workers, loopback by default.
 
     gunicorn -c gunicorn.conf.py server.app:app
-"""
-import os
 
-bind = os.environ.get("OG_BIND", "127.0.0.1:5000")
+Every setting comes from core/config.py, checked here once, in the master, so a bad
+value stops gunicorn at start with its name instead of failing in each worker.
+"""
+import sys
+
+# Only names gunicorn knows are settings here ("config" is one of them: import no
+# module under that name).
+from core.config import SettingsError, load as load_settings
+
+try:
+    _settings = load_settings()
+except SettingsError as error:
+    sys.exit(f"gunicorn.conf.py: {error}")
+
+bind = _settings.bind
 worker_class = "gevent"
 # One worker per core of the reference machine: a gevent worker is one CPU-bound
 # process (benchmarks/results: the API uses ~1.6-1.7 of the 2 cores at saturation).
 # More workers than cores only add context switches; try `python -m benchmarks --workers N`.
-workers = int(os.environ.get("OG_WORKERS", "2"))
-worker_connections = int(os.environ.get("OG_WORKER_CONNECTIONS", "1000"))
+workers = _settings.workers
+worker_connections = _settings.worker_connections
 keepalive = 30
 timeout = 30
 graceful_timeout = 10
@@ -21,4 +33,4 @@ preload_app = False
 control_socket_disable = True
 accesslog = None
 errorlog = "-"
-loglevel = os.environ.get("OG_LOG_LEVEL", "info")
+loglevel = _settings.log_level

@@ -1,117 +1,177 @@
-"""Configuration, read from the environment in one place.
+"""Settings: read from the environment once, checked once, at start.
 
-Every setting has a working default; the README lists them all.
+`load()` returns a frozen Settings or raises SettingsError naming every bad variable,
+so `OG_STREAM_PARTITIONS=0` stops the API or the worker at start with a clear message
+instead of failing at the first request. Every variable has a working default; the
+README lists them all.
 """
 import os
+import socket
+from dataclasses import dataclass, fields
+from urllib.parse import urlsplit
 
-DEFAULT_BACKEND = "redis"
-DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
-DEFAULT_DATABASE_URL = "mysql+pymysql://og:og@127.0.0.1:3306/og"
-DEFAULT_SQLITE_PATH = "var/og.sqlite3"
-DEFAULT_EPSILON = 0.1
-"""Probability that the model explores (gives the other guess)."""
-DEFAULT_STREAM_PARTITIONS = 1
-"""Stream partitions; each is one hash tag, so one Redis Cluster slot."""
+BACKENDS = ("null", "sqlite", "redis")
+LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
+
 DEFAULT_CONVERSATION_TTL = 3600
 """Seconds a conversation is remembered in Redis for its followup and its uuid's 409.
-Measured ~190 bytes of Redis memory per conversation: an hour at 1,000 new
-conversations/s holds ~0.7 GB (see discussion.txt)."""
+Measured ~190 bytes of Redis memory per conversation (see discussion.txt)."""
 DEFAULT_BACKLOG_HIGH_WATER = 1_000_000
 """Stream entries per partition above which the API sheds writes with 503."""
-DEFAULT_REDIS_TIMEOUT = 1.0
-"""Seconds a Redis call may take before the API answers 503."""
-DEFAULT_DATABASE_TIMEOUT = 2.0
-"""Seconds each MariaDB step of /dashboard/range (connect, ping, query) may take."""
+DEFAULT_INGEST_BATCH_SIZE = 1000
+"""Flush after this many events (MariaDB takes ~100k rows/s in 1000-row inserts here)."""
 
 
-def _int(name, default):
-    return int(os.environ.get(name, default))
+class SettingsError(ValueError):
+    """One or more variables are set to values the product cannot run with."""
 
 
-def _float(name, default):
-    return float(os.environ.get(name, default))
+def _text(value):
+    if not value.strip():
+        raise ValueError("must not be empty")
+    return value
 
 
-def get_backend():
-    return os.environ.get("OG_BACKEND", DEFAULT_BACKEND)
+def _choice(options):
+    def parse(value):
+        if value not in options:
+            raise ValueError(f"must be one of {', '.join(options)}")
+        return value
+    return parse
 
 
-def get_redis_url():
-    return os.environ.get("REDIS_URL", DEFAULT_REDIS_URL)
+def _integer(low, high=None):
+    def parse(value):
+        try:
+            number = int(value)
+        except ValueError:
+            raise ValueError("must be a whole number") from None
+        if number < low or (high is not None and number > high):
+            raise ValueError(f"must be between {low} and {high}" if high is not None
+                             else f"must be at least {low}")
+        return number
+    return parse
 
 
-def get_database_url():
-    return os.environ.get("DATABASE_URL", DEFAULT_DATABASE_URL)
+def _number(low, high=None, open_low=False):
+    def parse(value):
+        try:
+            number = float(value)
+        except ValueError:
+            raise ValueError("must be a number") from None
+        too_low = number <= low if open_low else number < low
+        if too_low or (high is not None and number > high) or number != number:
+            bound = f"above {low}" if open_low else f"at least {low}"
+            raise ValueError(f"must be {bound}" + (f" and at most {high}" if high is not None else ""))
+        return number
+    return parse
+
+
+def _url(schemes):
+    def parse(value):
+        scheme = urlsplit(value).scheme
+        if not any(scheme == s or scheme.startswith(s + "+") for s in schemes):
+            raise ValueError(f"must be a URL starting with {' or '.join(s + '://' for s in schemes)}")
+        return value
+    return parse
+
+
+def _bind(value):
+    host, _, port = value.rpartition(":")
+    if value.startswith("unix:") or (host and port.isdigit() and 0 < int(port) < 65536):
+        return value
+    raise ValueError("must be HOST:PORT or unix:PATH")
+
+
+def _seed(value):
+    return None if value == "" else _integer(0)(value)
+
+
+@dataclass(frozen=True)
+class Settings:
+    backend: str = "redis"
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    database_url: str = "mysql+pymysql://og:og@127.0.0.1:3306/og"
+    sqlite_path: str = "var/og.sqlite3"
+    seed: object = None
+    """Seed of the model's randomness; None: random."""
+    epsilon: float = 0.1
+    """Probability that the model explores (gives the other guess)."""
+    stream_partitions: int = 1
+    """Stream partitions; each is one hash tag, so one Redis Cluster slot."""
+    conversation_ttl: int = DEFAULT_CONVERSATION_TTL
+    backlog_high_water: int = DEFAULT_BACKLOG_HIGH_WATER
+    redis_timeout: float = 1.0
+    """Seconds a Redis call may take before the API answers 503."""
+    database_timeout: float = 2.0
+    """Seconds each MariaDB step of /dashboard/range may take; MariaDB stops the query then."""
+    ingest_batch_size: int = DEFAULT_INGEST_BATCH_SIZE
+    ingest_batch_ms: int = 50
+    """...or this long after the batch's first event, whichever comes first."""
+    ingest_claim_idle_ms: int = 30_000
+    """Entries pending this long (their consumer died or failed) are reclaimed."""
+    ingest_max_deliveries: int = 5
+    """Deliveries after which an entry the database rejects goes to the dead-letter stream."""
+    ingest_metrics_port: int = 9108
+    """Loopback port of the worker's Prometheus metrics; 0 turns them off."""
+    ingest_consumer: str = ""
+    """This worker's name in the consumer group; '' means <hostname>-<pid>."""
+    log_level: str = "info"
+    bind: str = "127.0.0.1:5000"
+    """Where gunicorn listens: host:port, or unix:/path."""
+    workers: int = 2
+    """gunicorn gevent worker processes: one per core (each is one CPU-bound process)."""
+    worker_connections: int = 1000
+
+    @property
+    def consumer_name(self):
+        return self.ingest_consumer or f"{socket.gethostname()}-{os.getpid()}"
+
+
+# variable -> (field, parser). The one table of what the environment may say.
+VARIABLES = {
+    "OG_BACKEND": ("backend", _choice(BACKENDS)),
+    "REDIS_URL": ("redis_url", _url(("redis", "rediss", "unix"))),
+    "DATABASE_URL": ("database_url", _url(("mysql", "mariadb"))),
+    "OG_SQLITE_PATH": ("sqlite_path", _text),
+    "OG_SEED": ("seed", _seed),
+    "OG_EPSILON": ("epsilon", _number(0.0, 1.0)),
+    "OG_STREAM_PARTITIONS": ("stream_partitions", _integer(1, 16384)),
+    "OG_CONVERSATION_TTL": ("conversation_ttl", _integer(1)),
+    "OG_BACKLOG_HIGH_WATER": ("backlog_high_water", _integer(1)),
+    "OG_REDIS_TIMEOUT": ("redis_timeout", _number(0.0, open_low=True)),
+    "OG_DATABASE_TIMEOUT": ("database_timeout", _number(0.0, open_low=True)),
+    "OG_INGEST_BATCH_SIZE": ("ingest_batch_size", _integer(1, 100_000)),
+    "OG_INGEST_BATCH_MS": ("ingest_batch_ms", _integer(0)),
+    "OG_INGEST_CLAIM_IDLE_MS": ("ingest_claim_idle_ms", _integer(1)),
+    "OG_INGEST_MAX_DELIVERIES": ("ingest_max_deliveries", _integer(1)),
+    "OG_INGEST_METRICS_PORT": ("ingest_metrics_port", _integer(0, 65535)),
+    "OG_INGEST_CONSUMER": ("ingest_consumer", str),
+    "OG_LOG_LEVEL": ("log_level", _choice(LOG_LEVELS)),
+    "OG_BIND": ("bind", _bind),
+    "OG_WORKERS": ("workers", _integer(1, 256)),
+    "OG_WORKER_CONNECTIONS": ("worker_connections", _integer(1, 1_000_000)),
+}
+assert {field for field, _ in VARIABLES.values()} == {f.name for f in fields(Settings)}
+
+
+def load(environ=None):
+    """Settings from the environment (or `environ`); SettingsError lists every bad one."""
+    environ = os.environ if environ is None else environ
+    values, problems = {}, []
+    for name, (field, parse) in VARIABLES.items():
+        if name not in environ:
+            continue
+        raw = environ[name]
+        try:
+            values[field] = parse(raw)
+        except ValueError as error:
+            problems.append(f"{name}={raw!r}: {error}")
+    if problems:
+        raise SettingsError("bad settings: " + "; ".join(problems))
+    return Settings(**values)
 
 
 def get_sqlite_path():
-    return os.environ.get("OG_SQLITE_PATH", DEFAULT_SQLITE_PATH)
-
-
-def get_seed():
-    seed = os.environ.get("OG_SEED")
-    return int(seed) if seed not in (None, "") else None
-
-
-def get_epsilon():
-    return _float("OG_EPSILON", DEFAULT_EPSILON)
-
-
-def get_stream_partitions():
-    return _int("OG_STREAM_PARTITIONS", DEFAULT_STREAM_PARTITIONS)
-
-
-def get_conversation_ttl():
-    return _int("OG_CONVERSATION_TTL", DEFAULT_CONVERSATION_TTL)
-
-
-def get_backlog_high_water():
-    return _int("OG_BACKLOG_HIGH_WATER", DEFAULT_BACKLOG_HIGH_WATER)
-
-
-def get_redis_timeout():
-    return _float("OG_REDIS_TIMEOUT", DEFAULT_REDIS_TIMEOUT)
-
-
-def get_database_timeout():
-    return _float("OG_DATABASE_TIMEOUT", DEFAULT_DATABASE_TIMEOUT)
-
-
-# The ingest worker (python -m ingest).
-DEFAULT_INGEST_BATCH_SIZE = 1000
-"""Flush after this many events (MariaDB takes ~100k rows/s in 1000-row inserts here)."""
-DEFAULT_INGEST_BATCH_MS = 50
-"""...or this long after the batch's first event, whichever comes first."""
-DEFAULT_INGEST_CLAIM_IDLE_MS = 30_000
-"""Entries pending this long (their consumer died or failed) are reclaimed."""
-DEFAULT_INGEST_MAX_DELIVERIES = 5
-"""Deliveries after which an entry the database rejects goes to the dead-letter stream."""
-DEFAULT_INGEST_METRICS_PORT = 9108
-"""Loopback port of the worker's Prometheus metrics; 0 turns them off."""
-
-
-def get_ingest_batch_size():
-    return _int("OG_INGEST_BATCH_SIZE", DEFAULT_INGEST_BATCH_SIZE)
-
-
-def get_ingest_batch_ms():
-    return _int("OG_INGEST_BATCH_MS", DEFAULT_INGEST_BATCH_MS)
-
-
-def get_ingest_claim_idle_ms():
-    return _int("OG_INGEST_CLAIM_IDLE_MS", DEFAULT_INGEST_CLAIM_IDLE_MS)
-
-
-def get_ingest_max_deliveries():
-    return _int("OG_INGEST_MAX_DELIVERIES", DEFAULT_INGEST_MAX_DELIVERIES)
-
-
-def get_ingest_metrics_port():
-    return _int("OG_INGEST_METRICS_PORT", DEFAULT_INGEST_METRICS_PORT)
-
-
-def get_ingest_consumer():
-    """This worker's name in the consumer group; unique per process by default."""
-    import socket
-
-    return os.environ.get("OG_INGEST_CONSUMER") or f"{socket.gethostname()}-{os.getpid()}"
+    """For the frozen server/initdb.py, which asks for this one setting."""
+    return load().sqlite_path

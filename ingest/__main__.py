@@ -22,33 +22,32 @@ from core import config, event_store, range_buckets
 log = logging.getLogger("ingest")
 
 
-def build_redis():
+def build_redis(settings):
     # surrogateescape: an entry that is not UTF-8 still decodes (and round-trips to the
     # dead-letter stream byte for byte) instead of crashing every read of the stream.
-    return redis.Redis.from_url(config.get_redis_url(), decode_responses=True,
+    return redis.Redis.from_url(settings.redis_url, decode_responses=True,
                                 encoding_errors="surrogateescape",
                                 socket_timeout=10, socket_connect_timeout=2,
                                 health_check_interval=30)
 
 
-def build_worker(metrics=None):
-    engine = event_store.build_engine(config.get_database_url(),
-                                      connect_args={"connect_timeout": 2})
-    return Worker(build_redis(), EventWriter(engine), name=config.get_ingest_consumer(),
-                  partitions=config.get_stream_partitions(),
-                  batch_size=config.get_ingest_batch_size(),
-                  batch_ms=config.get_ingest_batch_ms(),
-                  claim_idle_ms=config.get_ingest_claim_idle_ms(),
-                  max_deliveries=config.get_ingest_max_deliveries(), metrics=metrics)
+def build_worker(settings=None, metrics=None):
+    settings = settings or config.load()
+    engine = event_store.build_engine(settings.database_url, connect_args={"connect_timeout": 2})
+    return Worker(build_redis(settings), EventWriter(engine), name=settings.consumer_name,
+                  partitions=settings.stream_partitions,
+                  batch_size=settings.ingest_batch_size, batch_ms=settings.ingest_batch_ms,
+                  claim_idle_ms=settings.ingest_claim_idle_ms,
+                  max_deliveries=settings.ingest_max_deliveries, metrics=metrics)
 
 
-def run(burst):
+def run(settings, burst):
     metrics = Metrics()
-    port = config.get_ingest_metrics_port()
+    port = settings.ingest_metrics_port
     if port:
         metrics.serve(port)
         log.info("ingest: metrics on http://127.0.0.1:%d/metrics", port)
-    worker = build_worker(metrics)
+    worker = build_worker(settings, metrics)
 
     def on_signal(signum, _frame):
         if worker.stopping.is_set():
@@ -73,22 +72,27 @@ def main(argv=None):
     commands.add_parser("rebuild", help="recompute the Redis aggregates from og.events")
     parser.add_argument("--burst", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    try:
+        settings = config.load()
+    except config.SettingsError as error:
+        parser.exit(2, f"python -m ingest: {error}\n")
+    logging.basicConfig(level=settings.log_level.upper(),
+                        format="%(asctime)s %(levelname)s %(message)s")
 
     if args.command == "status":
-        report = status.collect(build_redis(), config.get_stream_partitions())
+        report = status.collect(build_redis(settings), settings.stream_partitions)
         print(json.dumps(report, indent=2) if args.json else status.render(report))
         return 0
     if args.command == "rebuild":
-        engine = event_store.build_engine(config.get_database_url())
+        engine = event_store.build_engine(settings.database_url)
         event_store.create_tables(engine)
         days = range_buckets.rebuild(engine)  # exact with workers running: it locks
-        summary = rebuild.rebuild(build_redis(), engine, config.get_stream_partitions(),
-                                  config.get_conversation_ttl())
+        summary = rebuild.rebuild(build_redis(settings), engine, settings.stream_partitions,
+                                  settings.conversation_ttl)
         summary["range_bucket_days"] = days
         print(json.dumps(summary))
         return 0
-    return run(burst=args.burst)
+    return run(settings, burst=args.burst)
 
 
 if __name__ == "__main__":

@@ -16,7 +16,7 @@ from redis.exceptions import (ClusterDownError, NoScriptError, OutOfMemoryError,
 from sqlalchemy.exc import ProgrammingError, SQLAlchemyError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
-from core import config, event_store, keys, range_buckets, timestamps
+from core import event_store, keys, range_buckets, timestamps
 from server.coalescing import CoalescingClient, SingleFlight
 from server.data_interface import Conflict, DataInterface, NotFound, Unavailable
 from server.model import NO_STATS, GuessStats
@@ -69,13 +69,12 @@ class RedisInterface(DataInterface):
         self._refreshing = False
 
     @classmethod
-    def from_config(cls, policy):
-        return cls(policy, config.get_redis_url(), config.get_database_url(),
-                   partitions=config.get_stream_partitions(),
-                   conversation_ttl=config.get_conversation_ttl(),
-                   backlog_high_water=config.get_backlog_high_water(),
-                   timeout=config.get_redis_timeout(),
-                   database_timeout=config.get_database_timeout())
+    def from_settings(cls, policy, settings):
+        return cls(policy, settings.redis_url, settings.database_url,
+                   partitions=settings.stream_partitions,
+                   conversation_ttl=settings.conversation_ttl,
+                   backlog_high_water=settings.backlog_high_water,
+                   timeout=settings.redis_timeout, database_timeout=settings.database_timeout)
 
     # Clients are built on first use: in a gunicorn worker that is after the fork and
     # after gevent's patching, so sockets are cooperative and never shared across forks.
