@@ -103,6 +103,9 @@ class Settings:
     backlog_high_water: int = DEFAULT_BACKLOG_HIGH_WATER
     redis_timeout: float = 1.0
     """Seconds a Redis call may take before the API answers 503."""
+    redis_wait_replicas: int = 0
+    """Replicas that must have a write before it is answered 200 (WAIT after each node's
+    pipeline, for at most half of OG_REDIS_TIMEOUT); 0: the master's word is enough."""
     database_timeout: float = 2.0
     """Seconds each MariaDB step of /dashboard/range may take; MariaDB stops the query then."""
     ingest_batch_size: int = DEFAULT_INGEST_BATCH_SIZE
@@ -140,6 +143,7 @@ VARIABLES = {
     "OG_CONVERSATION_TTL": ("conversation_ttl", _integer(1)),
     "OG_BACKLOG_HIGH_WATER": ("backlog_high_water", _integer(1)),
     "OG_REDIS_TIMEOUT": ("redis_timeout", _number(0.0, open_low=True)),
+    "OG_REDIS_WAIT_REPLICAS": ("redis_wait_replicas", _integer(0, 16)),
     "OG_DATABASE_TIMEOUT": ("database_timeout", _number(0.0, open_low=True)),
     "OG_INGEST_BATCH_SIZE": ("ingest_batch_size", _integer(1, 100_000)),
     "OG_INGEST_BATCH_MS": ("ingest_batch_ms", _integer(0)),

@@ -12,9 +12,12 @@ its uuid, which is also where its followup lands:
                        <s>:f1 <s>:f0  of those, the ones that followed up
                        <s>:first <s>:last  earliest / latest /initial (epoch µs)
     og:{p}:dead        dead-letter stream: entries the worker could not write
+    og:{0}:layout      the partition count the store was made with (OG_STREAM_PARTITIONS)
 
 A symbol's totals are the sums over partitions (min/max for first/last).
 """
+from redis.crc import key_slot
+
 PREFIX = "og"
 GROUP = "ingest"
 """The consumer group the ingest workers share."""
@@ -39,6 +42,25 @@ def stats(partition: int) -> str:
 
 def dead_letters(partition: int) -> str:
     return f"{PREFIX}:{{{partition}}}:dead"
+
+
+def slot(key: str) -> int:
+    """The Redis Cluster hash slot of a key (its hash tag's)."""
+    return key_slot(key.encode())
+
+
+def layout() -> str:
+    return f"{PREFIX}:{{0}}:layout"
+
+
+def layout_mismatch(ours: int, recorded: int) -> str:
+    """Why an API process or worker with another partition count must not run: its
+    conversations would land in other partitions than their followups, and its events
+    in streams no worker reads."""
+    return (f"OG_STREAM_PARTITIONS={ours}, but this Redis holds a store made with "
+            f"OG_STREAM_PARTITIONS={recorded}: every API process and worker must use "
+            f"{recorded}. To change it, stop the API, let `python -m ingest status` show "
+            f"nothing undrained, then run `python -m ingest rebuild` with the new value")
 
 
 def stat_fields(symbol: str):

@@ -8,57 +8,87 @@ rebuild  recompute the range buckets, and every Redis aggregate (and the convers
 import argparse
 import json
 import logging
+import random
 import signal
 import sys
+import threading
 
-import redis
+from redis.exceptions import RedisError
 
+from core import config, event_store, range_buckets, redis_client
 from ingest import rebuild, status
 from ingest.metrics import Metrics
-from ingest.worker import Worker
+from ingest.worker import BACKOFF_BASE_S, BACKOFF_CAP_S, LayoutMismatch, Worker
 from ingest.writer import EventWriter
-from core import config, event_store, range_buckets
 
 log = logging.getLogger("ingest")
 
 
 def build_redis(settings):
+    """A plain Redis or a RedisCluster client, as the URL's node says (core/redis_client.py)."""
     # surrogateescape: an entry that is not UTF-8 still decodes (and round-trips to the
     # dead-letter stream byte for byte) instead of crashing every read of the stream.
-    return redis.Redis.from_url(settings.redis_url, decode_responses=True,
+    return redis_client.connect(settings.redis_url, decode_responses=True,
                                 encoding_errors="surrogateescape",
                                 socket_timeout=10, socket_connect_timeout=2,
                                 health_check_interval=30)
 
 
-def build_worker(settings=None, metrics=None):
+def build_worker(settings=None, metrics=None, redis_client_=None):
     settings = settings or config.load()
     engine = event_store.build_engine(settings.database_url, connect_args={"connect_timeout": 2})
-    return Worker(build_redis(settings), EventWriter(engine), name=settings.consumer_name,
-                  partitions=settings.stream_partitions,
+    return Worker(redis_client_ or build_redis(settings), EventWriter(engine),
+                  name=settings.consumer_name, partitions=settings.stream_partitions,
                   batch_size=settings.ingest_batch_size, batch_ms=settings.ingest_batch_ms,
                   claim_idle_ms=settings.ingest_claim_idle_ms,
                   max_deliveries=settings.ingest_max_deliveries, metrics=metrics)
 
 
+def _wait_for_redis(settings, stopping):
+    """build_redis, retried with capped backoff while Redis is unreachable: whether it is
+    a cluster can only be asked of a node that answers. None if stopped meanwhile."""
+    failures = 0
+    while not stopping.is_set():
+        try:
+            return build_redis(settings)
+        except (RedisError, OSError) as error:
+            failures += 1
+            log.warning("ingest: redis unreachable at start (%s); retry %d", error, failures)
+            stopping.wait(random.uniform(0, min(BACKOFF_CAP_S, BACKOFF_BASE_S * 2 ** min(failures, 20))))
+    return None
+
+
 def run(settings, burst):
+    stopping = threading.Event()
+    worker = None
+
+    def on_signal(signum, _frame):
+        if stopping.is_set():
+            log.warning("ingest: second signal, stopping now; unacked entries stay pending")
+            raise SystemExit(1)
+        log.info("ingest: %s, finishing the batch in hand", signal.Signals(signum).name)
+        stopping.set()
+        if worker is not None:
+            worker.stop()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
     metrics = Metrics()
     port = settings.ingest_metrics_port
     if port:
         metrics.serve(port)
         log.info("ingest: metrics on http://127.0.0.1:%d/metrics", port)
-    worker = build_worker(settings, metrics)
-
-    def on_signal(signum, _frame):
-        if worker.stopping.is_set():
-            log.warning("ingest: second signal, stopping now; unacked entries stay pending")
-            raise SystemExit(1)
-        log.info("ingest: %s, finishing the batch in hand", signal.Signals(signum).name)
+    client = _wait_for_redis(settings, stopping)
+    if client is None:
+        return 0
+    worker = build_worker(settings, metrics, client)
+    if stopping.is_set():
         worker.stop()
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
-    worker.run(burst=burst)
+    try:
+        worker.run(burst=burst)
+    except LayoutMismatch as error:
+        log.error("ingest: %s", error)
+        return 2
     return 0
 
 
@@ -87,8 +117,11 @@ def main(argv=None):
         engine = event_store.build_engine(settings.database_url)
         event_store.create_tables(engine)
         days = range_buckets.rebuild(engine)  # exact with workers running: it locks
-        summary = rebuild.rebuild(build_redis(settings), engine, settings.stream_partitions,
-                                  settings.conversation_ttl)
+        try:
+            summary = rebuild.rebuild(build_redis(settings), engine, settings.stream_partitions,
+                                      settings.conversation_ttl)
+        except rebuild.RebuildRefused as error:
+            parser.exit(2, f"python -m ingest rebuild: {error}\n")
         summary["range_bucket_days"] = days
         print(json.dumps(summary))
         return 0

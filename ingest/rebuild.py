@@ -89,7 +89,33 @@ def _conversations(connection, cutoff):
             for uuid, symbol, guess, cts, f in connection.execute(query)}
 
 
+class RebuildRefused(Exception):
+    """Rebuilding now would lose events; str() says what to do first."""
+
+
+def _previous_layout(redis_client, partitions):
+    """The partition count the store was made with, if it differs from `partitions`; a
+    change is allowed only once every old stream is drained (its entries would
+    otherwise sit in streams that no worker with the new count reads)."""
+    recorded = redis_client.get(keys.layout())
+    if recorded is None or int(recorded) == partitions:
+        return None
+    old = int(recorded)
+    waiting = {keys.stream(p): redis_client.xlen(keys.stream(p)) for p in range(old)}
+    waiting = {stream: n for stream, n in waiting.items() if n}
+    if waiting:
+        raise RebuildRefused(
+            f"the store has OG_STREAM_PARTITIONS={old}; changing it to {partitions} needs every "
+            f"stream drained first, but these hold entries: {waiting}. Stop the API, run the "
+            f"worker with OG_STREAM_PARTITIONS={old} until `python -m ingest status` shows them "
+            "empty, then rebuild again")
+    return old
+
+
 def rebuild(redis_client, engine, partitions, conversation_ttl):
+    """Recompute Redis's hot state from og.events (and undrained stream entries); also
+    the way to change OG_STREAM_PARTITIONS on a drained store."""
+    previous = _previous_layout(redis_client, partitions)
     seconds, micros = redis_client.time()
     now = seconds * 1_000_000 + micros
     cutoff_micros = now - conversation_ttl * 1_000_000
@@ -108,6 +134,8 @@ def rebuild(redis_client, engine, partitions, conversation_ttl):
 
     # All totals go to partition 0's hash (dashboards sum over partitions); the others
     # are cleared. Each hash is built aside and renamed over the live one.
+    for partition in range(partitions, previous or 0):  # partitions that no longer exist
+        redis_client.delete(keys.stats(partition))
     for partition in range(partitions):
         live, aside = keys.stats(partition), keys.stats(partition) + ":rebuild"
         pipe = redis_client.pipeline(transaction=True)
@@ -134,7 +162,8 @@ def rebuild(redis_client, engine, partitions, conversation_ttl):
         if count % CHUNK == 0:
             pipe.execute()
     pipe.execute()
-    return {"symbols": len(stats), "undrained_events": len(undrained),
+    redis_client.set(keys.layout(), partitions)
+    return {"symbols": len(stats), "partitions": partitions, "previous_partitions": previous, "undrained_events": len(undrained),
             "conversations_restored": len(conversations),
             "conversations": sum(e["n1"] + e["n0"] for e in stats.values()),
             "followups": sum(e["f1"] + e["f0"] for e in stats.values())}

@@ -26,6 +26,7 @@ import threading
 import time
 from pathlib import Path
 
+from redis.cluster import RedisCluster
 from redis.exceptions import ConnectionError, ResponseError, TimeoutError
 
 from ingest.entries import MalformedEntry, Rows
@@ -40,9 +41,16 @@ IDLE_BLOCK_MS = 1000
 BACKOFF_BASE_S = 0.1
 BACKOFF_CAP_S = 10.0
 """Retry delays grow 0.1, 0.2, 0.4 ... s up to this cap, each drawn with full jitter."""
+CLUSTER_IDLE_POLL_S = 0.01
+"""On a cluster, partitions live in different slots, so one XREADGROUP cannot block on
+all of them: an idle worker polls them (one pipelined read per node) this often."""
 GAUGE_EVERY_S = 1.0
 """How often lag/pending/backlog gauges are read from Redis."""
 REDIS_ERRORS = (ConnectionError, TimeoutError, OSError)
+
+
+class LayoutMismatch(Exception):
+    """The store was made with another partition count: running would strand events."""
 
 
 class Batch:
@@ -65,6 +73,7 @@ class Worker:
         self.max_deliveries = max_deliveries
         self.metrics = metrics
         self.rows = Rows()
+        self.cluster = isinstance(redis_client, RedisCluster)
         self.stopping = threading.Event()
         self._trim = redis_client.register_script((LUA / "trim.lua").read_text())
         self._dead_letter = redis_client.register_script((LUA / "dead_letter.lua").read_text())
@@ -122,6 +131,7 @@ class Worker:
     def _setup(self):
         if self._ready:
             return
+        self._check_layout()
         self.writer.create_tables()
         for stream in self.streams:
             try:
@@ -131,6 +141,13 @@ class Worker:
                     raise
         self._claimed_at = 0.0  # reclaim what dead consumers left, first thing
         self._ready = True
+
+    def _check_layout(self):
+        partitions = len(self.streams)
+        self.redis.set(keys.layout(), partitions, nx=True)
+        recorded = int(self.redis.get(keys.layout()))
+        if recorded != partitions:
+            raise LayoutMismatch(keys.layout_mismatch(partitions, recorded))
 
     def _pass(self, burst):
         """Read one batch and hand it to the committer; True when there was none."""
@@ -169,10 +186,28 @@ class Worker:
         return entries
 
     def _read_once(self, count, block_ms):
+        if self.cluster and len(self.streams) > 1:
+            return self._poll(count, block_ms)
         reply = self.redis.xreadgroup(keys.GROUP, self.name, {s: ">" for s in self.streams},
                                       count=count, block=block_ms)
         return [(self.streams[stream], entry_id, fields)
                 for stream, messages in (reply or []) for entry_id, fields in messages]
+
+    def _poll(self, count, block_ms):
+        """Read each partition's stream without blocking (a multi-key XREADGROUP must stay
+        in one slot); when `block_ms` is given, poll until something comes or it passes."""
+        deadline = time.monotonic() + (block_ms or 0) / 1000
+        while True:
+            pipe = self.redis.pipeline(transaction=False)  # one round trip per node
+            for stream in self.streams:
+                pipe.xreadgroup(keys.GROUP, self.name, {stream: ">"}, count=count)
+            entries = [(self.streams[stream], entry_id, fields)
+                       for reply in pipe.execute() for stream, messages in (reply or [])
+                       for entry_id, fields in messages]
+            if entries or block_ms is None or time.monotonic() >= deadline:
+                return entries  # up to count per partition: memory stays bounded
+            if self.stopping.wait(CLUSTER_IDLE_POLL_S):
+                return []
 
     def _claim(self):
         """Entries idle past claim_idle_ms in any consumer (dead, or rejected rows)."""

@@ -6,26 +6,29 @@ aggregates (exact); /dashboard/range reads the MariaDB range buckets and og.even
 edges (core/range_buckets.py), which the ingest worker fills.
 """
 import hashlib
+import logging
 import threading
 import time
 from pathlib import Path
 
 import redis
-from redis.exceptions import (ClusterDownError, NoScriptError, OutOfMemoryError, ReadOnlyError,
+from redis.exceptions import (ClusterDownError, OutOfMemoryError, ReadOnlyError,
                               RedisError, ResponseError, TryAgainError)
 from sqlalchemy.exc import ProgrammingError, SQLAlchemyError
+from sqlalchemy.engine import make_url
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
-from core import event_store, keys, range_buckets, timestamps
-from server.coalescing import CoalescingClient, SingleFlight
+from core import event_store, keys, range_buckets, redis_client, timestamps
+from server.coalescing import SingleFlight
 from server.data_interface import Conflict, DataInterface, NotFound, Unavailable
 from server.model import NO_STATS, GuessStats
 
 LUA = Path(__file__).with_name("lua")
+log = logging.getLogger(__name__)
 NO_SUCH_TABLE = 1146
-POOL_SIZE, POOL_OVERFLOW = 8, 8
+POOL_SIZE = 16
 """MariaDB connections per API process for /dashboard/range: a bucket query takes a few
-ms, so 16 serve hundreds of distinct queries a second; more would only queue in MariaDB."""
+ms, so 16 serve thousands of distinct queries a second; more would only queue in MariaDB."""
 STATEMENT_TIMEOUT = 1969
 """MariaDB: query execution was interrupted (max_statement_time exceeded)."""
 REFUSALS = (ReadOnlyError, ClusterDownError, TryAgainError)  # MasterDownError included
@@ -49,8 +52,10 @@ class Script:
 
 class RedisInterface(DataInterface):
     def __init__(self, policy, redis_url, database_url, partitions=1, conversation_ttl=3600,
-                 backlog_high_water=1_000_000, timeout=1.0, database_timeout=2.0):
+                 backlog_high_water=1_000_000, timeout=1.0, database_timeout=2.0,
+                 wait_replicas=0):
         self.policy = policy
+        self.wait_replicas = wait_replicas
         self.redis_url = redis_url
         self.database_url = database_url
         self.partitions = partitions
@@ -60,6 +65,8 @@ class RedisInterface(DataInterface):
         self.database_timeout = database_timeout
         self._initial = Script("initial")
         self._followup = Script("followup")
+        self._layout_error = None
+        self._connect_failure = (0.0, None)
         self._client = None
         self._engine = None
         self._build_lock = threading.Lock()
@@ -74,7 +81,8 @@ class RedisInterface(DataInterface):
                    partitions=settings.stream_partitions,
                    conversation_ttl=settings.conversation_ttl,
                    backlog_high_water=settings.backlog_high_water,
-                   timeout=settings.redis_timeout, database_timeout=settings.database_timeout)
+                   timeout=settings.redis_timeout, database_timeout=settings.database_timeout,
+                   wait_replicas=settings.redis_wait_replicas)
 
     # Clients are built on first use: in a gunicorn worker that is after the fork and
     # after gevent's patching, so sockets are cooperative and never shared across forks.
@@ -82,11 +90,44 @@ class RedisInterface(DataInterface):
         if self._client is None:
             with self._build_lock:
                 if self._client is None:
-                    pool = redis.ConnectionPool.from_url(
-                        self.redis_url, decode_responses=True, socket_timeout=self.timeout,
-                        socket_connect_timeout=self.timeout, max_connections=64)
-                    self._client = CoalescingClient(pool)
+                    # Requests that queued on the lock behind a failed attempt fail at
+                    # once instead of each waiting out its own connect timeout.
+                    failed_at, reason = self._connect_failure
+                    if reason and time.monotonic() - failed_at < self.timeout:
+                        raise Unavailable(reason)
+                    try:
+                        self._client = self._connect()
+                    except Unavailable as error:
+                        self._connect_failure = (time.monotonic(), str(error))
+                        raise
+        if self._layout_error:
+            raise Unavailable(self._layout_error)
         return self._client
+
+    def _connect(self):
+        """The coalescing client on a plain Redis or a cluster (asked of the URL's node),
+        once the store's partition count is known to agree with ours."""
+        try:
+            router = redis_client.Router(
+                self.redis_url, {"decode_responses": True, "socket_timeout": self.timeout,
+                                 "socket_connect_timeout": self.timeout, "max_connections": 64},
+                cluster=redis_client.is_cluster(self.redis_url, self.timeout))
+        except (RedisError, OSError) as error:
+            raise Unavailable(f"redis unavailable: {error}") from error
+        # WAIT must end before the socket timeout, or a slow replica would read as a lost
+        # connection instead of a clear "not replicated".
+        client = redis_client.CoalescingClient(
+            router, scripts=(self._initial.text, self._followup.text),
+            wait_replicas=self.wait_replicas, wait_timeout_ms=int(self.timeout * 500))
+        try:
+            _, recorded = client.execute_many([("SET", keys.layout(), self.partitions, "NX"),
+                                               ("GET", keys.layout())])
+        except (RedisError, OSError) as error:
+            raise Unavailable(f"redis unavailable: {error}") from error
+        if int(recorded) != self.partitions:
+            self._layout_error = keys.layout_mismatch(self.partitions, int(recorded))
+            log.error("redis backend: %s", self._layout_error)
+        return client
 
     def _database(self):
         if self._engine is None:
@@ -99,36 +140,40 @@ class RedisInterface(DataInterface):
                     # does not go on running in the database, and its connection stays
                     # in the pool instead of being replaced by one more.
                     limit = self.database_timeout
+                    connect_args = {
+                        "connect_timeout": max(1, round(limit)),
+                        "read_timeout": limit + 0.25, "write_timeout": limit + 0.25,
+                        "init_command": f"SET SESSION max_statement_time = {limit:.3f}"}
+                    if _is_loopback(self.database_url):
+                        # PyMySQL tries TLS by default: ~21 ms of CPU per new connection
+                        # (an SSL context and the CA store), stalling every request of a
+                        # gevent worker; on loopback TLS protects nothing.
+                        connect_args["ssl_disabled"] = True
+                    # A fixed pool, no overflow: connections are made once and kept, so a
+                    # burst of readers does not pay for new ones (benchmark "range").
                     self._engine = event_store.build_engine(
-                        self.database_url, pool_size=POOL_SIZE, max_overflow=POOL_OVERFLOW,
-                        pool_timeout=limit,
-                        connect_args={"connect_timeout": max(1, round(limit)),
-                                      "read_timeout": limit + 0.25, "write_timeout": limit + 0.25,
-                                      "init_command": f"SET SESSION max_statement_time = {limit:.3f}"})
+                        self.database_url, pool_size=POOL_SIZE, max_overflow=0,
+                        pool_timeout=limit, connect_args=connect_args)
         return self._engine
 
     def _call(self, commands):
         try:
             return self._redis().execute_many(commands)
-        except NoScriptError:
-            raise
         except OutOfMemoryError as error:
-            raise Unavailable("redis is out of memory; writes are refused until it recovers") from error
+            raise Unavailable("redis is out of memory: not recorded; writes are refused until "
+                              "it recovers, retry later") from error
         except REFUSALS as error:
-            raise Unavailable(f"redis refuses the request: {error}") from error
+            raise Unavailable(f"redis refuses the request ({error}): not recorded; retry") from error
         except ResponseError as error:
             if str(error).startswith(REFUSAL_CODES):
-                raise Unavailable(f"redis refuses the request: {error}") from error
+                raise Unavailable(f"redis refuses the request ({error}): not recorded; retry") from error
             raise  # anything else is a bug here, not a state of Redis: a 500
         except (RedisError, OSError) as error:  # connection, timeout, LOADING
             raise Unavailable(f"redis unavailable: {error}") from error
 
     def _run(self, script, keys_, args):
-        try:
-            return self._call([script.command(keys_, args)])[0]
-        except NoScriptError:  # Redis restarted or flushed its script cache
-            self._call([("SCRIPT", "LOAD", script.text)])
-            return self._call([script.command(keys_, args)])[0]
+        # NOSCRIPT (a restarted or failed-over node) is handled in the client, per node.
+        return self._call([script.command(keys_, args)])[0]
 
     def _keys(self, uuid):
         partition = keys.partition_of(uuid, self.partitions)
@@ -156,8 +201,8 @@ class RedisInterface(DataInterface):
     @staticmethod
     def _check_backlog(outcome):
         if outcome == "backlog":
-            raise Unavailable("event backlog above its high-water mark: writes are paused "
-                              "until the ingest worker catches up; retry later")
+            raise Unavailable("event backlog above its high-water mark: not recorded; writes "
+                              "are paused until the ingest worker catches up, retry later")
 
     def _model_stats(self, symbol):
         # Refreshed from Redis at most once a second per worker; concurrent requests use
@@ -211,7 +256,7 @@ class RedisInterface(DataInterface):
         except range_buckets.NotReady as error:
             raise Unavailable(str(error)) from error
         except PoolTimeout as error:
-            raise Unavailable(f"all {POOL_SIZE + POOL_OVERFLOW} MariaDB connections of this API "
+            raise Unavailable(f"all {POOL_SIZE} MariaDB connections of this API "
                               f"process stayed busy for {self.database_timeout} s "
                               "(OG_DATABASE_TIMEOUT); retry shortly") from error
         except SQLAlchemyError as error:
@@ -225,6 +270,11 @@ class RedisInterface(DataInterface):
 def _error_number(error):
     args = getattr(getattr(error, "orig", None), "args", ())
     return args[0] if args and isinstance(args[0], int) else None
+
+
+def _is_loopback(url):
+    host = make_url(url).host
+    return host in (None, "", "localhost") or host == "::1" or host.startswith("127.")
 
 
 def _has_events(connection):

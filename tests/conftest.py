@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy
 
-from tests.servers import REPO_ROOT, GunicornServer, MariaDBServer, RedisServer
+from tests.servers import REPO_ROOT, GunicornServer, MariaDBServer, RedisCluster, RedisServer
 from tests.workers import IngestProcess
 
 TESTS_DIR = Path(__file__).resolve().parent
@@ -73,6 +73,35 @@ def database(mariadb_server):
     engine = sqlalchemy.create_engine(mariadb_server.url)
     yield engine
     engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def redis_cluster(tmp_path_factory):
+    """The session's RedisCluster: six nodes, three masters with one replica each.
+
+    Started on first use (~2-3 s), stopped at the end of the session. Prefer `cluster`,
+    which hands each test a healthy, empty cluster.
+    """
+    cluster = RedisCluster(tmp_path_factory.mktemp("redis-cluster")).start()
+    yield cluster
+    cluster.stop()
+
+
+@pytest.fixture
+def cluster(redis_cluster):
+    """The session RedisCluster, healthy and FLUSHALLed, for tests that kill/reshard it.
+
+    Before the test: nodes a previous test killed are started again and the cluster is
+    waited for until it is healthy (all six nodes up, cluster_state:ok everywhere, three
+    masters with one replica each, replicas in sync; a master left without a replica gets
+    a spare node); if that takes over 30 s the cluster is thrown away and a new one built
+    (new ports: read `.url` / `.nodes` after this fixture, not before). Then every master
+    is FLUSHALLed. After the test the clients from `cluster.client()` are closed.
+    """
+    redis_cluster.restore()
+    redis_cluster.flushall()
+    yield redis_cluster
+    redis_cluster.close_clients()
 
 
 @pytest.fixture

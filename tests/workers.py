@@ -114,6 +114,7 @@ class Load:
         self.uncertain = set()
         self.symbol_of = {}
         self.statuses = Counter()
+        self.reasons = Counter()  # the error texts of non-200 answers, for failure messages
         self.errors = []
         self._started = 0
         self._stop = threading.Event()
@@ -157,7 +158,7 @@ class Load:
         while len(self.snapshot()) < accepted:
             assert time.monotonic() < deadline, (
                 f"only {len(self.snapshot())} of {accepted} events accepted in {timeout} s; "
-                f"statuses {dict(self.statuses)}")
+                f"statuses {dict(self.statuses)}; most common errors {self.reasons.most_common(4)}")
             time.sleep(POLL_S)
 
     def snapshot(self):
@@ -181,9 +182,11 @@ class Load:
             self._started += 1
             return True
 
-    def _record(self, event, status):
+    def _record(self, event, status, body=None):
         with self.lock:
             self.statuses[status] += 1
+            if status != 200:
+                self.reasons[str((body or {}).get("error", ""))[:160]] += 1
             if status == 200:
                 self.accepted.add(event)
             elif status in (None, 503):
@@ -198,12 +201,12 @@ class Load:
                 with self.lock:
                     self.symbol_of[conversation] = symbol
                 status, body = client.post("/initial", {"uuid": conversation, "symbol": symbol})
-                self._record((conversation, "initial"), status)
+                self._record((conversation, "initial"), status, body)
                 if status == 200 and body.get("uuid") != conversation:
                     self.errors.append(("bad answer", body))
                 if status == 200 and rng.random() < self.followup_rate:
-                    status, _ = client.post("/followup", {"uuid": conversation})
-                    self._record((conversation, "followup"), status)
+                    status, answer = client.post("/followup", {"uuid": conversation})
+                    self._record((conversation, "followup"), status, answer)
                 if status != 200:
                     time.sleep(0.01)  # a store outage: do not spin
                 elif self.pause_s:

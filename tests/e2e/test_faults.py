@@ -151,6 +151,11 @@ def test_api_answers_503_quickly_while_redis_is_down(gunicorn_server, redis, red
                 assert status == 503, (path, status, answer)
                 assert list(answer) == ["error"] and isinstance(answer["error"], str)
                 assert elapsed < ANSWER_BOUND_S, (path, elapsed)
+                if method == "POST":  # the client is told whether a retry could duplicate
+                    said = answer["error"]
+                    assert "not recorded" in said or "outcome unknown" in said, said
+                    if "outcome unknown" in said:  # sent, never answered: says how to tell
+                        assert "409" in said, said
             # Many at once: every one answered within the bound, none hangs.
             answers = concurrent_answers(server.url, requests * 20)
             assert {status for status, _ in answers} == {503}

@@ -5,7 +5,8 @@ import pytest
 import redis as redislib
 from redis.exceptions import ConnectionError, ResponseError
 
-from server.coalescing import CoalescingClient, SingleFlight
+from core.redis_client import CoalescingClient
+from server.coalescing import SingleFlight
 
 
 def _client(redis_server):

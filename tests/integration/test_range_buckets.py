@@ -454,4 +454,4 @@ def test_range_queries_given_up_on_stop_in_mariadb_and_never_overrun_the_pool(
     assert len(stopped) + len(queued) == len(statuses) and stopped, set(statuses)
     assert all("OG_DATABASE_TIMEOUT" in error for _, error in statuses), statuses[:3]
     assert still_running == 0  # the abandoned queries were stopped by MariaDB itself
-    assert peak[0] - before <= 16  # the API's pool: 8 + 8 overflow per process
+    assert peak[0] - before <= 16  # the API process's pool: 16, no overflow

@@ -1,0 +1,437 @@
+"""Redis for the API and the worker: one plain Redis or a Redis Cluster, found from one URL.
+
+`is_cluster(url)` asks the node: REDIS_URL may name a plain Redis or any node of a
+cluster, and nothing else needs to say which. The worker and the tools get a redis-py
+client of the right kind from `connect()`. The API's request path uses
+CoalescingClient: concurrent requests of a process share pipelines, one per node per
+batch, routed by hash slot, following MOVED and ASK, reloading scripts on NOSCRIPT
+(per node), and, if asked, WAITing for replicas before any write is called done.
+
+A write is sent again only when Redis said it did not run it (MOVED, ASK, TRYAGAIN,
+NOSCRIPT, CLUSTERDOWN before execution). A lost connection or a timeout after sending
+leaves the outcome unknown: that call fails (503), it is never sent a second time.
+"""
+import threading
+import time
+
+import redis
+from redis.cluster import RedisCluster
+from redis.crc import key_slot
+from redis.exceptions import (AskError, ClusterDownError, ConnectionError, MovedError,
+                              NoScriptError, RedisError, ResponseError, TimeoutError,
+                              TryAgainError)
+
+SLOTS = 16384
+MAX_REDIRECTS = 5
+"""MOVED/ASK/TRYAGAIN rounds per batch before a call fails: a slot moves at most once or
+twice during one reshard step."""
+TRYAGAIN_PAUSE_S = 0.02
+WRITES = frozenset(("EVALSHA", "EVAL"))
+"""Commands that change data: WAIT covers pipelines that hold one."""
+SHORT_OF_REPLICAS_S = 1.0
+"""After a node's WAIT came back short, its writes are refused unsent (not recorded) for
+this long: one slow WAIT a second per process, instead of one per batch, stalling every
+node's pipeline behind it."""
+
+
+def is_cluster(url, timeout=2.0):
+    """True if the node at `url` runs in cluster mode."""
+    client = redis.Redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout)
+    try:
+        return bool(client.info("cluster").get("cluster_enabled"))
+    finally:
+        client.close()
+
+
+def connect(url, cluster=None, **options):
+    """A redis-py client for the worker and the tools: RedisCluster on a cluster.
+
+    On a cluster, keys of one partition share a hash tag ({p}), so every command and
+    script the worker runs touches one slot; a command over several partitions (a
+    multi-stream XREADGROUP) must be split per partition by the caller.
+    """
+    if cluster is None:
+        cluster = is_cluster(url, options.get("socket_connect_timeout", 2.0))
+    if cluster:
+        options.pop("health_check_interval", None)
+        return RedisCluster.from_url(url, **options)
+    return redis.Redis.from_url(url, **options)
+
+
+class NotReplicated(ConnectionError):
+    """WAIT saw fewer replicas than asked: the write happened on the master but may be
+    lost in a failover. Its outcome is unknown to the client."""
+
+
+class NotRecorded(ConnectionError):
+    """Refused before sending: the call was not run."""
+
+
+class OutcomeUnknown(ConnectionError):
+    """Sent, but no reply came (timeout, lost connection): the call may have run."""
+
+
+class ClusterDown(ConnectionError):
+    """No node could tell where the slot lives (the cluster is failing over, or down)."""
+
+
+def _address(host, port):
+    return (host if isinstance(host, str) else host.decode(), int(port))
+
+
+class Router:
+    """Which node serves a key: the only node of a plain Redis, or the master of the
+    key's slot in a cluster (the slot map is read again after MOVED or a lost node)."""
+
+    def __init__(self, url, pool_options, cluster):
+        self.url = url
+        self.pool_options = pool_options
+        self.cluster = cluster
+        self._lock = threading.Lock()
+        self._pools = {}
+        self._slots = None
+        self._stale = True
+        self.single = redis.ConnectionPool.from_url(url, **pool_options)
+        kwargs = self.single.connection_kwargs
+        self._seeds = [(kwargs.get("host", "127.0.0.1"), int(kwargs.get("port", 6379)))]
+        # Every node of a cluster is reached with the URL's options (password, timeouts).
+        self._max_connections = self.single.max_connections
+        self._node_kwargs = {k: v for k, v in kwargs.items() if k not in ("host", "port")}
+        if cluster:
+            self.single = None
+
+    @classmethod
+    def from_pool(cls, pool):
+        router = cls.__new__(cls)
+        router.cluster, router.single, router._pools = False, pool, {}
+        router._lock, router._slots, router._stale = threading.Lock(), None, False
+        return router
+
+    def pool(self, address):
+        """The pool of the node at `address` (created on first use)."""
+        if not self.cluster:
+            return self.single
+        pool = self._pools.get(address)
+        if pool is None:
+            with self._lock:
+                pool = self._pools.get(address)
+                if pool is None:
+                    pool = self._pools[address] = redis.ConnectionPool(
+                        host=address[0], port=address[1], max_connections=self._max_connections,
+                        **self._node_kwargs)
+        return pool
+
+    def node_of(self, key):
+        if not self.cluster:
+            return None
+        if self._stale or self._slots is None:
+            self.refresh()
+        return self._slots[key_slot(key.encode() if isinstance(key, str) else key)]
+
+    def moved(self, slot, address):
+        self._slots[slot] = address
+        self._stale = True  # one moved slot often means many: read the whole map again
+
+    def lost(self):
+        self._stale = True
+
+    def refresh(self):
+        """Read CLUSTER SLOTS from the first node that answers (known nodes, then seeds)."""
+        candidates = list(dict.fromkeys(
+            [*(set(self._slots) if self._slots else ()), *self._seeds, *self._pools]))
+        last_error = None
+        for address in candidates:
+            if address is None:
+                continue
+            pool = self.pool(address)
+            try:
+                connection = pool.get_connection()
+            except (ConnectionError, TimeoutError, OSError) as error:  # a dead node: next
+                last_error = error
+                continue
+            try:
+                connection.send_command("CLUSTER", "SLOTS")
+                ranges = connection.read_response()
+            except (ConnectionError, TimeoutError, OSError, ResponseError) as error:
+                connection.disconnect()
+                last_error = error
+                continue
+            finally:
+                pool.release(connection)
+            slots = [None] * SLOTS
+            for start, end, master, *_replicas in ranges:
+                owner = _address(master[0], master[1])
+                for slot in range(int(start), int(end) + 1):
+                    slots[slot] = owner
+            if None in slots:
+                last_error = ClusterDown(f"slots not served (from {address[0]}:{address[1]})")
+                continue
+            self._slots, self._stale = slots, False
+            self._seeds = list(dict.fromkeys([*self._seeds, *set(slots)]))
+            return
+        raise ClusterDown(f"no cluster node could give the slot map: {last_error}")
+
+
+def _route_key(command):
+    """The key a command is routed by: EVALSHA's first key, or the first argument."""
+    name = command[0]
+    if name in WRITES:
+        return command[3] if int(command[2]) > 0 else None
+    return command[1] if len(command) > 1 else None
+
+
+class _Batch:
+    __slots__ = ("commands", "replies", "done")
+
+    def __init__(self):
+        self.commands = []
+        self.replies = None
+        self.done = threading.Event()
+
+
+class CoalescingClient:
+    """One pipeline per node for the Redis calls of concurrent requests in a process.
+
+    Under gevent, many requests of one gunicorn worker wait on Redis at once. Their
+    calls join the open batch; the first caller of a batch leads it: once the batch
+    before it is answered, it closes its batch, sends it (one pipeline per node: one
+    write and one read of all replies each) and wakes the rest, each of whom takes its
+    own replies. So at most one batch is on the wire per process while the next one
+    fills. A lone request pays one round trip; a busy process pays one per batch.
+
+    Plain `threading` primitives: gevent's patching makes them cooperative in gunicorn,
+    and they stay correct with real threads (tests, tools). One Event per batch.
+    """
+
+    def __init__(self, pool_or_router, scripts=(), wait_replicas=0, wait_timeout_ms=1000):
+        """`pool_or_router`: a redis ConnectionPool (one plain Redis) or a Router; the
+        socket timeout of its pools bounds every wait here. `scripts`: the Lua texts
+        that EVALSHA calls may need loaded again (NOSCRIPT)."""
+        self.router = (pool_or_router if isinstance(pool_or_router, Router)
+                       else Router.from_pool(pool_or_router))
+        self.scripts = {}
+        for text in scripts:
+            self.add_script(text)
+        self.wait_replicas = wait_replicas
+        self.wait_timeout_ms = wait_timeout_ms
+        self._lock = threading.Lock()
+        self._open = _Batch()
+        self._in_flight = None
+        self._short = {}  # node -> (until, acknowledged) after a short WAIT
+
+    def add_script(self, text):
+        import hashlib
+
+        sha = hashlib.sha1(text.encode()).hexdigest()
+        self.scripts[sha] = text
+        return sha
+
+    def execute(self, *command):
+        """Run one command; return its reply or raise its error."""
+        return self.execute_many([command])[0]
+
+    def execute_many(self, commands):
+        """Run commands in the shared pipelines; return their replies, raising the first error."""
+        with self._lock:
+            batch = self._open
+            start = len(batch.commands)
+            batch.commands.extend(commands)
+            previous = self._in_flight if start == 0 else None
+        if start == 0:
+            self._lead(batch, previous)
+        else:
+            # The leader always sets `done` (its finally), after bounded waits.
+            batch.done.wait()
+        replies = batch.replies[start:start + len(commands)]
+        for reply in replies:
+            if isinstance(reply, Exception):
+                raise reply
+        return replies
+
+    def _lead(self, batch, previous):
+        try:
+            if previous is not None:
+                previous.done.wait()  # one batch on the wire at a time; ours fills meanwhile
+            with self._lock:
+                self._open = _Batch()
+                self._in_flight = batch
+            batch.replies = self._send(batch.commands)
+        finally:
+            if batch.replies is None:  # interrupted (e.g. the greenlet was killed)
+                batch.replies = [_unknown(ConnectionError("pipeline interrupted"))] * len(batch.commands)
+            with self._lock:
+                if self._open is batch:  # interrupted before closing it
+                    self._open = _Batch()
+                if self._in_flight is batch:
+                    self._in_flight = None
+            batch.done.set()
+
+    # -- sending --------------------------------------------------------------------
+
+    def _send(self, commands):
+        """Replies (or exceptions) for `commands`, in order: the batch, then the rounds
+        that follow redirections for the calls Redis did not run."""
+        replies = [None] * len(commands)
+        todo = [(index, None, False) for index in range(len(commands))]  # (index, node, asking)
+        for _round in range(MAX_REDIRECTS + 1):
+            try:
+                by_node = self._group(commands, todo)
+            except RedisError as error:  # no slot map: nothing was sent
+                for index, _, _ in todo:
+                    replies[index] = error
+                return replies
+            todo = []
+            for node, items, reply_list in self._exchange(commands, by_node):
+                for (index, _, asking), reply in zip(items, reply_list):
+                    again = self._redirect(commands[index], reply, node)
+                    if again is None:
+                        replies[index] = reply
+                    else:
+                        todo.append((index, *again))
+            if not todo:
+                return replies
+            if any(node == "tryagain" for _, node, _ in todo):
+                time.sleep(TRYAGAIN_PAUSE_S)
+                todo = [(i, None if n == "tryagain" else n, a) for i, n, a in todo]
+        for index, _, _ in todo:
+            replies[index] = ConnectionError(f"still redirected after {MAX_REDIRECTS} rounds "
+                                             "(a slot migrating?): not run")
+        return replies
+
+    def _group(self, commands, todo):
+        by_node = {}
+        for index, node, asking in todo:
+            if node is None:
+                key = _route_key(commands[index])
+                node = self.router.node_of(key) if key is not None else None
+            by_node.setdefault(node, []).append((index, node, asking))
+        return by_node
+
+    def _redirect(self, command, reply, node):
+        """(node, asking) to send the call to again, or None if `reply` is final."""
+        if not isinstance(reply, ResponseError) or isinstance(reply, NotReplicated):
+            return None
+        if isinstance(reply, NoScriptError) and command[0] == "EVALSHA" and command[1] in self.scripts:
+            self._load_script(node, command[1])
+            return (node, False)
+        if isinstance(reply, MovedError):  # the slot lives elsewhere now: not run
+            target = _address(reply.host, reply.port)
+            self.router.moved(int(reply.slot_id), target)
+            return (target, False)
+        if isinstance(reply, AskError):  # the slot is migrating, the key is there: not run
+            return (_address(reply.host, reply.port), True)
+        if isinstance(reply, (TryAgainError, ClusterDownError)):  # refused, not run
+            self.router.lost()
+            return ("tryagain", False)
+        return None
+
+    def _load_script(self, node, sha):
+        pool = self.router.pool(node)
+        connection = pool.get_connection()
+        try:
+            connection.send_command("SCRIPT", "LOAD", self.scripts[sha])
+            connection.read_response()
+        except BaseException:
+            connection.disconnect()
+            raise
+        finally:
+            pool.release(connection)
+
+    def _exchange(self, commands, by_node):
+        """Send every node its pipeline first, then read each: the nodes work in parallel."""
+        sent = []
+        now = time.monotonic()
+        for node, items in by_node.items():
+            until, acknowledged = self._short.get(node, (0.0, 0))
+            if now < until:
+                refused = NotRecorded(
+                    f"the Redis node for this key had {acknowledged} of {self.wait_replicas} "
+                    "replicas (OG_REDIS_WAIT_REPLICAS) a moment ago: not recorded; retry")
+                writes = [item for item in items if commands[item[0]][0] in WRITES]
+                if writes:
+                    sent.append((node, writes, None, None, refused, False))
+                items = [item for item in items if commands[item[0]][0] not in WRITES]
+                if not items:
+                    continue
+            pool = self.router.pool(node)
+            wire = []
+            for index, _, asking in items:
+                if asking:
+                    wire.append(("ASKING",))
+                wire.append(commands[index])
+            waits = self.wait_replicas > 0 and any(commands[i][0] in WRITES for i, _, _ in items)
+            if waits:
+                wire.append(("WAIT", self.wait_replicas, self.wait_timeout_ms))
+            try:
+                connection = pool.get_connection()
+            except (ConnectionError, TimeoutError, OSError) as error:
+                # Nothing was sent: these calls were not run.
+                self.router.lost()
+                sent.append((node, items, None, None, NotRecorded(
+                    f"cannot reach redis ({error}): not recorded; retry"), waits))
+                continue
+            try:
+                connection.send_packed_command(connection.pack_commands(wire), check_health=False)
+                sent.append((node, items, connection, pool, None, waits))
+            except (ConnectionError, TimeoutError, OSError) as error:
+                connection.disconnect()
+                pool.release(connection)
+                self.router.lost()
+                sent.append((node, items, None, None, _unknown(error), waits))
+            except BaseException:
+                connection.disconnect()
+                pool.release(connection)
+                raise
+        results = []
+        for node, items, connection, pool, error, waits in sent:
+            if connection is None:
+                results.append((node, items, [error] * len(items)))
+                continue
+            results.append((node, items, self._read(connection, pool, commands, items, waits, node)))
+        return results
+
+    def _read(self, connection, pool, commands, items, waits, node=None):
+        replies = []
+        try:
+            for index, _, asking in items:
+                if asking:
+                    _read_reply(connection)  # ASKING's +OK
+                replies.append(_read_reply(connection))
+            if waits:
+                acknowledged = connection.read_response()
+                if acknowledged < self.wait_replicas:
+                    self._short[node] = (time.monotonic() + SHORT_OF_REPLICAS_S, acknowledged)
+                    short = NotReplicated(
+                        f"the write reached {acknowledged} of {self.wait_replicas} replicas within "
+                        f"{self.wait_timeout_ms} ms (OG_REDIS_WAIT_REPLICAS): outcome unknown, "
+                        "it may be lost in a failover; retry (a 409 on retry means it was recorded)")
+                    replies = [short if commands[i][0] in WRITES and not isinstance(r, Exception)
+                               else r for (i, _, _), r in zip(items, replies)]
+        except (ConnectionError, TimeoutError, OSError) as error:
+            # The connection state is unknown: drop it. Calls without a reply fail; whether
+            # Redis ran them is unknown, so their requests get 503, never a second try.
+            connection.disconnect()
+            self.router.lost()
+            error = _unknown(error)
+            replies.extend([error] * (len(items) - len(replies)))
+            if waits and len(replies) == len(items):
+                replies = [error if commands[i][0] in WRITES else r
+                           for (i, _, _), r in zip(items, replies)]
+        except BaseException:
+            connection.disconnect()
+            raise
+        finally:
+            pool.release(connection)
+        return replies
+
+
+def _read_reply(connection):
+    try:
+        return connection.read_response()
+    except ResponseError as error:  # an error reply; the connection stays usable
+        return error
+
+
+def _unknown(error):
+    return OutcomeUnknown(f"{error}; outcome unknown: the call may have run. Retry (for a "
+                          "write, a 409 on the retry means it was recorded)")

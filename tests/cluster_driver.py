@@ -1,0 +1,53 @@
+"""Helpers of the Redis Cluster tests: the state of every partition's stream, bounded
+drains, and the dashboards compared with og.events."""
+import time
+
+from redis.exceptions import RedisError, ResponseError
+
+from core import keys
+from tests.workers import POLL_S, stored_counts
+
+PARTITIONS = 12
+"""Partitions in the cluster tests: several per master, as the README advises."""
+
+
+def partitions_state(client, partitions=PARTITIONS):
+    """{partition: (length, lag, pending)} of each stream of the ingest group."""
+    state = {}
+    for partition in range(partitions):
+        stream = keys.stream(partition)
+        try:
+            length = client.xlen(stream)
+            groups = client.xinfo_groups(stream) if length or client.exists(stream) else []
+        except ResponseError:
+            state[partition] = (0, None, 0)
+            continue
+        group = next((g for g in groups if g["name"] == keys.GROUP), None)
+        state[partition] = (length, group["lag"], group["pending"]) if group else (length, None, 0)
+    return state
+
+
+def wait_all_drained(client, worker=None, partitions=PARTITIONS, timeout=60.0):
+    """Until every partition's stream is empty, with no lag and nothing pending."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            state = partitions_state(client, partitions)
+            if all(s in ((0, 0, 0), (0, None, 0)) for s in state.values()):
+                return
+        except RedisError as error:
+            state = repr(error)
+        if worker is not None:
+            assert worker.running, f"ingest worker exited:\n{worker.log()}"
+        assert time.monotonic() < deadline, f"not drained in {timeout} s: {state}" + (
+            f"\n{worker.log()}" if worker else "")
+        time.sleep(POLL_S)
+
+
+def assert_symbol_dashboards_match_events(get, engine):
+    """/dashboard/symbol of every symbol says what og.events holds."""
+    counts = stored_counts(engine)
+    for symbol in "abcdefghijklmnopqrstuvwxyz":
+        status, body = get(f"/dashboard/symbol/{symbol}")
+        assert status == 200, (symbol, status, body)
+        assert (body["count"], body["followups"]) == counts.get(symbol, (0, 0)), (symbol, body)
