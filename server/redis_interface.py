@@ -11,7 +11,6 @@ import threading
 import time
 from pathlib import Path
 
-import redis
 from redis.exceptions import (ClusterDownError, OutOfMemoryError, ReadOnlyError,
                               RedisError, ResponseError, TryAgainError)
 from sqlalchemy.exc import ProgrammingError, SQLAlchemyError

@@ -4,6 +4,7 @@ Servers are session-scoped and started on first use; `redis` and `database` hand
 test an empty store. See tests/servers.py for the process objects themselves.
 """
 import importlib.util
+import json
 import itertools
 import os
 import shutil
@@ -153,6 +154,17 @@ class InProcessApi:
     @property
     def sqlite_path(self):
         return self.env.get("OG_SQLITE_PATH")
+
+    # The one in-process driver: (status, decoded JSON or None) for every call.
+    def post(self, path, body):
+        """POST `body` (a dict, as JSON; or raw bytes) with Content-Type application/json."""
+        data = body if isinstance(body, bytes) else json.dumps(body).encode()
+        response = self.client.post(path, data=data, content_type="application/json")
+        return response.status_code, response.get_json(silent=True)
+
+    def get(self, path):
+        response = self.client.get(path)
+        return response.status_code, response.get_json(silent=True)
 
 
 _app_copies = itertools.count()

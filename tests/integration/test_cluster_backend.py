@@ -5,36 +5,20 @@ replica has the write."""
 import random
 import time
 from datetime import datetime
-from string import ascii_lowercase
 
 from core import keys
+from tests.conversations import converse
 from tests.cluster_driver import PARTITIONS, assert_symbol_dashboards_match_events
 from tests.range_oracle import assert_buckets_exact, brute_range
 from tests.workers import assert_stored_exactly, drain, new_uuid, run_ingest
 
 
 def post(api, path, body):
-    response = api.client.post(path, json=body)
-    return response.status_code, response.get_json(silent=True)
+    return api.post(path, body)
 
 
 def get(api, path):
-    response = api.client.get(path)
-    return response.status_code, response.get_json(silent=True)
-
-
-def converse(api, conversations, rng, followup_rate=0.5):
-    accepted = set()
-    for _ in range(conversations):
-        conversation = new_uuid()
-        status, body = post(api, "/initial", {"uuid": conversation, "symbol": rng.choice(ascii_lowercase)})
-        assert status == 200, body
-        accepted.add((conversation, "initial"))
-        if rng.random() < followup_rate:
-            status, body = post(api, "/followup", {"uuid": conversation})
-            assert status == 200, body
-            accepted.add((conversation, "followup"))
-    return accepted
+    return api.get(path)
 
 
 def cluster_app(make_app, cluster, **settings):
@@ -43,7 +27,7 @@ def cluster_app(make_app, cluster, **settings):
 
 def test_api_and_worker_on_a_cluster_store_and_count_exactly(make_app, cluster, database):
     api = cluster_app(make_app, cluster)
-    accepted = converse(api, 300, random.Random(1))
+    accepted = converse(api, 300, 0.5, random.Random(1))[0]
     # Every master holds partitions: keys land on all of them.
     for master in cluster.masters():
         assert master.execute("DBSIZE") > 0, master
@@ -63,17 +47,17 @@ def test_api_and_worker_on_a_cluster_store_and_count_exactly(make_app, cluster, 
 
 def test_scripts_are_loaded_again_on_each_node_that_lost_them(make_app, cluster, database):
     api = cluster_app(make_app, cluster)
-    converse(api, 30, random.Random(2), followup_rate=0)
+    converse(api, 30, 0.0, random.Random(2))[0]
     for master in cluster.masters():
         master.execute("SCRIPT", "FLUSH")
-    accepted = converse(api, 60, random.Random(3))  # every call answered, none lost
+    accepted = converse(api, 60, 0.5, random.Random(3))[0]  # every call answered, none lost
     assert len(accepted) >= 60
 
 
 def test_another_partition_count_is_refused_not_split(make_app, cluster, database, mariadb_server,
                                                       env):
     api = cluster_app(make_app, cluster)
-    accepted = converse(api, 40, random.Random(4))
+    accepted = converse(api, 40, 0.5, random.Random(4))[0]
     other = make_app("redis", REDIS_URL=cluster.url, OG_STREAM_PARTITIONS=2)
     conversation = next(u for u, k in accepted if k == "initial")
     for path, body in (("/initial", {"uuid": new_uuid(), "symbol": "a"}),
@@ -96,7 +80,7 @@ def test_a_drained_store_changes_partition_count_through_rebuild(make_app, redis
                                                                  mariadb_server, database):
     settings = {"REDIS_URL": redis_server.url, "DATABASE_URL": mariadb_server.url}
     api = make_app("redis", OG_STREAM_PARTITIONS=1)
-    accepted = converse(api, 50, random.Random(5), followup_rate=0)
+    accepted = converse(api, 50, 0.0, random.Random(5))[0]
     refused = run_ingest("rebuild", OG_STREAM_PARTITIONS=4, **settings)
     assert refused.returncode == 2 and "drained" in refused.stderr  # undrained entries
     drain()

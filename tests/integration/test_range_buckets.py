@@ -14,7 +14,6 @@ from string import ascii_lowercase
 from urllib.parse import quote
 
 import pytest
-import sqlalchemy
 
 from core import event_store, keys, range_buckets, timestamps
 from ingest.entries import Rows

@@ -18,6 +18,7 @@ from ingest.entries import Rows
 from ingest.writer import EventWriter
 from core import keys, timestamps
 from tests.dashboards import bound, parse_ts, range_dashboard
+from tests.conversations import converse
 from tests.range_oracle import assert_buckets_exact
 from tests.workers import (STATS, STREAM, assert_stored_exactly, drain, group_state,
                            new_uuid, run_ingest, stored_events, stored_rows,
@@ -29,33 +30,17 @@ ANSWER_BOUND_S = 5.0
 
 
 def post(api, path, body):
-    response = api.client.post(path, json=body)
-    return response.status_code, response.get_json(silent=True)
+    return api.post(path, body)
 
 
 def get(api, path):
-    response = api.client.get(path)
-    return response.status_code, response.get_json(silent=True)
+    return api.get(path)
 
 
 def assert_error(answer, status):
     code, body = answer
     assert code == status, body
     assert isinstance(body, dict) and list(body) == ["error"] and isinstance(body["error"], str)
-
-
-def converse(api, conversations, followup_rate, rng, symbols=ascii_lowercase):
-    """Start conversations and follow some up; the accepted events and each one's symbol."""
-    accepted, symbol_of = set(), {}
-    for _ in range(conversations):
-        conversation, symbol = new_uuid(), rng.choice(symbols)
-        assert post(api, "/initial", {"uuid": conversation, "symbol": symbol})[0] == 200
-        accepted.add((conversation, "initial"))
-        symbol_of[conversation] = symbol
-        if rng.random() < followup_rate:
-            assert post(api, "/followup", {"uuid": conversation})[0] == 200
-            accepted.add((conversation, "followup"))
-    return accepted, symbol_of
 
 
 def initial_bounds(engine):
