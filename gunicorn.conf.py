@@ -1,6 +1,8 @@
 """gunicorn settings for the API: gevent workers, loopback by default.
 
-    gunicorn -c gunicorn.conf.py server.app:app
+    gunicorn -c gunicorn.conf.py
+
+serves server/wsgi.py (server.app:app behind the body guard of the HTTP edge).
 
 Every setting comes from core/config.py, checked here once, in the master, so a bad
 value stops gunicorn at start with its name instead of failing in each worker.
@@ -16,7 +18,8 @@ try:
 except SettingsError as error:
     sys.exit(f"gunicorn.conf.py: {error}")
 
-bind = _settings.bind
+wsgi_app = "server.wsgi:application"
+bind = _settings.gunicorn_bind or _settings.bind
 worker_class = "gevent"
 # One worker per core of the reference machine: a gevent worker is one CPU-bound
 # process (benchmarks/results: the API uses ~1.6-1.7 of the 2 cores at saturation).

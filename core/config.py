@@ -121,7 +121,10 @@ class Settings:
     """This worker's name in the consumer group; '' means <hostname>-<pid>."""
     log_level: str = "info"
     bind: str = "127.0.0.1:5000"
-    """Where gunicorn listens: host:port, or unix:/path."""
+    """Where users reach the API: the reverse proxy under `make run`, else gunicorn."""
+    gunicorn_bind: str = ""
+    """Where gunicorn listens when a proxy is in front (host:port or unix:/path); '':
+    gunicorn listens on OG_BIND itself."""
     workers: int = 2
     """gunicorn gevent worker processes: one per core (each is one CPU-bound process)."""
     worker_connections: int = 1000
@@ -153,6 +156,7 @@ VARIABLES = {
     "OG_INGEST_CONSUMER": ("ingest_consumer", str),
     "OG_LOG_LEVEL": ("log_level", _choice(LOG_LEVELS)),
     "OG_BIND": ("bind", _bind),
+    "OG_GUNICORN_BIND": ("gunicorn_bind", lambda value: _bind(value) if value else ""),
     "OG_WORKERS": ("workers", _integer(1, 256)),
     "OG_WORKER_CONNECTIONS": ("worker_connections", _integer(1, 1_000_000)),
 }

@@ -246,7 +246,8 @@ class MariaDBServer(ServerProcess):
 
 
 class GunicornServer(ServerProcess):
-    """`gunicorn -c gunicorn.conf.py server.app:app` from the repo root, on a free port."""
+    """`gunicorn -c gunicorn.conf.py` (which serves server/wsgi.py) from the repo root,
+    on a free port."""
 
     name = "gunicorn"
 
@@ -262,7 +263,7 @@ class GunicornServer(ServerProcess):
         # gunicorn 27 opens a control socket at ~/.gunicorn/gunicorn.ctl by default,
         # one path shared by every gunicorn of the user: keep ours private.
         return [str(REPO_ROOT / ".venv" / "bin" / "gunicorn"), "-c", "gunicorn.conf.py",
-                "--control-socket", str(self.data_dir / "gunicorn.ctl"), "server.app:app"]
+                "--control-socket", str(self.data_dir / "gunicorn.ctl")]
 
     def popen_kwargs(self):
         return {"cwd": REPO_ROOT, "env": {**self.env, "OG_BIND": f"127.0.0.1:{self.port}"}}
