@@ -1,4 +1,4 @@
-"""python -m benchmarks [--quick] [--only throughput,growth,drain,memory,staleness]
+"""python -m benchmarks [--quick] [--only throughput,growth,drain,memory,staleness,range,cluster]
                        [--duration S] [--rounds N] [--workers N] [--out DIR]
 
 Starts private Redis and MariaDB, the API on each backend and the ingest worker, drives
@@ -17,7 +17,7 @@ from pathlib import Path
 
 from benchmarks import load, machine, plan as plans
 
-SCENARIOS = ("throughput", "growth", "drain", "memory", "staleness")
+SCENARIOS = ("throughput", "growth", "drain", "memory", "staleness", "range", "cluster")
 RESULTS = Path(__file__).with_name("results")
 
 log = logging.getLogger("benchmarks")
@@ -107,6 +107,11 @@ def rewrite(path):
             windows = results[name]["windows"]
             results[name]["summary"] = (scenario.summarize(windows, results[name]["client"])
                                         if name == "throughput" else scenario.summarize(windows))
+    if "cluster" in results and "windows" in results["cluster"]:
+        from benchmarks.scenarios import cluster
+
+        results["cluster"]["summary"] = cluster.summarize(results["cluster"]["windows"],
+                                                          results["cluster"]["drains"])
     write(results, path.parent)
     return 0
 

@@ -76,3 +76,8 @@ def api_pids(server):
 def pid_of(server):
     return lambda: [server.process.pid] if server is not None and server.running else []
 
+
+
+def pids_of(servers):
+    """The pids of several servers (e.g. a cluster's nodes), those running."""
+    return lambda: [server.process.pid for server in servers if server.running]

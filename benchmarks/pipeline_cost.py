@@ -19,7 +19,7 @@ import redis  # noqa: E402
 
 from benchmarks.stack import Stack  # noqa: E402
 from core import keys  # noqa: E402
-from server.coalescing import CoalescingClient  # noqa: E402
+from core.redis_client import CoalescingClient  # noqa: E402
 from server.redis_interface import Script  # noqa: E402
 
 

@@ -26,6 +26,28 @@ class Plan:
     memory_conversations: int
     staleness_probes: int
     """Probes idle and as many under load."""
+    range_events: tuple
+    """Store sizes of the range scenario (30 uneven days; each store grows the previous one)."""
+    range_sequential: int
+    """Distinct windows asked one at a time through the API (and in-process)."""
+    range_clients: int
+    range_per_client: int
+    """Concurrent API clients, and distinct windows each asks in turn."""
+    range_cap_s: int
+    """Bound on each API phase (sequential; concurrent)."""
+    range_scan_queries: int
+    range_scan_budget_s: int
+    """The old scan of og.events: at most this many windows, this many seconds per store."""
+    range_sqlite_max_events: int
+    range_sqlite_queries: int
+    range_sqlite_budget_s: int
+    range_overload_clients: int
+    """Clients asking one distinct window each at once, on the biggest store."""
+    cluster_partitions: int
+    """OG_STREAM_PARTITIONS on the 3-master Redis Cluster (about 4 per master)."""
+    cluster_drain_backlog: int
+    """Backlog one worker drains, from the cluster's partitions and from single Redis, per
+    round (the request-path windows use `rounds` and `duration` like throughput)."""
 
 
 FULL = Plan(rounds=3, duration=15, mixed_duration=10, read_duration=8, read_events=100_000,
@@ -34,7 +56,12 @@ FULL = Plan(rounds=3, duration=15, mixed_duration=10, read_duration=8, read_even
             growth_events=1_000_000,
             drain_batch_sizes=(250, 1000, 2000, 5000), drain_backlog=200_000,
             drain_headline_backlog=1_000_000,
-            memory_conversations=200_000, staleness_probes=30)
+            memory_conversations=200_000, staleness_probes=30,
+            range_events=(1_000_000, 10_000_000), range_sequential=300, range_clients=8,
+            range_per_client=150, range_cap_s=180, range_scan_queries=300,
+            range_scan_budget_s=150, range_sqlite_max_events=10_000_000,
+            range_sqlite_queries=300, range_sqlite_budget_s=90, range_overload_clients=150,
+            cluster_partitions=12, cluster_drain_backlog=300_000)
 
 QUICK = Plan(rounds=1, duration=4, mixed_duration=3, read_duration=2, read_events=20_000,
              warmup=1, read_delay_ms=100, read_connections=2,
@@ -42,7 +69,12 @@ QUICK = Plan(rounds=1, duration=4, mixed_duration=3, read_duration=2, read_event
              growth_events=30_000,
              drain_batch_sizes=(250, 1000, 5000), drain_backlog=20_000,
              drain_headline_backlog=50_000,
-             memory_conversations=10_000, staleness_probes=5)
+             memory_conversations=10_000, staleness_probes=5,
+            range_events=(50_000, 200_000), range_sequential=300, range_clients=8,
+            range_per_client=150, range_cap_s=60, range_scan_queries=300,
+            range_scan_budget_s=30, range_sqlite_max_events=200_000,
+            range_sqlite_queries=300, range_sqlite_budget_s=20, range_overload_clients=150,
+            cluster_partitions=12, cluster_drain_backlog=30_000)
 
 
 def build(quick=False, duration=None, rounds=None):

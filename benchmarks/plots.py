@@ -1,5 +1,5 @@
 """PNG plots of a run (matplotlib, Agg backend): throughput per backend, latency
-percentiles, backlog over time, growth."""
+percentiles, backlog over time, growth, range latency by store size, cluster vs single."""
 import matplotlib
 
 matplotlib.use("Agg")
@@ -14,7 +14,8 @@ def draw(results, out):
     """Write the plots the results allow; return {name: file name}."""
     figures = {}
     for name, painter in (("throughput", _throughput), ("latency", _latency),
-                          ("lag", _lag), ("growth", _growth)):
+                          ("lag", _lag), ("growth", _growth), ("range", _range),
+                          ("cluster", _cluster)):
         figure = painter(results)
         if figure is not None:
             figure.tight_layout()
@@ -151,4 +152,119 @@ def _growth(results):
         axis.set_yscale("log")
         axis.set_title(f"Growth: {title}")
         axis.set_ylabel("2xx responses / s (median)")
+    return figure
+
+
+RANGE_SERIES = (
+    # (label, color, how to find the figures in one size of results["range"]["sizes"])
+    ("buckets, API, one at a time", "#1f77b4", lambda s: s["sequential"]),
+    ("buckets, API, {clients} clients", "#2ca02c", lambda s: s["concurrent"]),
+    ("buckets, in-process", "#17becf", lambda s: s["in_process"]["buckets"]),
+    ("old scan, in-process", "#ff7f0e", lambda s: s["in_process"]["scan"]),
+    ("SQLite, in-process", "#d62728", lambda s: s["sqlite"]),
+)
+
+
+def _range(results):
+    if "range" not in results or not results["range"].get("sizes"):
+        return None
+    r = results["range"]
+    sizes = r["sizes"]
+    overload = sizes[-1].get("overload")
+    figure, axes = plt.subplots(1, 2 if overload else 1, figsize=(13 if overload else 7.5, 6),
+                                squeeze=False)
+    axis = axes[0][0]
+    clients = sizes[0]["concurrent"].get("clients")
+    for label, color, pick in RANGE_SERIES:
+        points = [(s["events"], pick(s)) for s in sizes if "skipped" not in pick(s)]
+        points = [(n, f) for n, f in points if f.get("p50_ms") is not None]
+        if not points:
+            continue
+        xs = [n for n, _ in points]
+        name = label.format(clients=clients)
+        axis.plot(xs, [f["p50_ms"] for _, f in points], "-o", color=color, label=f"{name} p50")
+        axis.plot(xs, [f["p99_ms"] for _, f in points], "--s", color=color, label=f"{name} p99")
+    for key, style in (("sequential_p99_ms", ":"), ("concurrent_p99_ms", "-.")):
+        goal = r["targets"][key]
+        axis.axhline(goal, color="#555555", linestyle=style, linewidth=0.8)
+        axis.annotate(f"target {key.split('_')[0]} p99 < {goal} ms", (sizes[0]["events"], goal),
+                      fontsize=7, color="#555555", xytext=(2, 2), textcoords="offset points")
+    axis.set_xscale("log")
+    axis.set_yscale("log")
+    axis.set_xticks([s["events"] for s in sizes], [f"{s['events']:,}" for s in sizes])
+    axis.minorticks_off()
+    axis.set_xlabel("events stored (30 uneven days)")
+    axis.set_ylabel("latency per /dashboard/range query, ms")
+    axis.set_title("Range dashboard: buckets vs old scan vs SQLite (same windows)")
+    axis.grid(True, which="major", alpha=0.3)
+    axis.legend(fontsize=7, ncol=2, loc="upper center", bbox_to_anchor=(0.5, -0.13))
+    if overload:
+        axis = axes[0][1]
+        samples = overload["samples"]
+        axis.step([t for t, _ in samples], [n for _, n in samples], where="post", color="#1f77b4")
+        axis.axvline(0, color="#555555", linestyle=":", linewidth=0.8)
+        axis.axvline(overload["burst_s"], color="#d62728", linestyle=":", linewidth=0.8)
+        axis.set_xlabel("seconds from the burst (red: its last answer)")
+        axis.set_ylabel("queries of user og running in MariaDB (sampled every 50 ms)")
+        answered = axis.twinx()
+        for status, color in (("200", "#2ca02c"), ("503", "#d62728")):
+            times = [t for t, s in overload.get("answers", []) if s == status]
+            if times:
+                answered.step([0] + times, range(len(times) + 1), where="post", color=color,
+                              linewidth=0.9, label=f"answers {status}")
+        answered.set_ylabel("answers received (cumulative)")
+        if answered.get_legend_handles_labels()[0]:
+            answered.legend(fontsize=8, loc="center right")
+        axis.set_title(f"Overload: {overload['clients']} distinct windows at once, "
+                       f"{sizes[-1]['events']:,} events\n{overload['statuses']}", fontsize=10)
+    return figure
+
+
+CLUSTER_COLORS = {"single": "#1f77b4", "cluster": "#ff7f0e", "cluster+wait1": "#9467bd"}
+
+
+def _bars(axis, labels, values, rounds, colors, notes):
+    lows = [v - min(r) for v, r in zip(values, rounds)]
+    highs = [max(r) - v for v, r in zip(values, rounds)]
+    bars = axis.bar(range(len(labels)), values, 0.6, yerr=[lows, highs], capsize=3,
+                    color=[colors.get(label) for label in labels])
+    for bar, value, note in zip(bars, values, notes):
+        if note:
+            axis.annotate(note, (bar.get_x() + bar.get_width() / 2, value / 2), ha="center",
+                          va="center", fontsize=9, color="white", fontweight="bold")
+    axis.set_xticks(range(len(labels)), labels)
+
+
+def _cluster(results):
+    if "cluster" not in results or "summary" not in results["cluster"]:
+        return None
+    s = results["cluster"]["summary"]
+    p = results["cluster"]["partitions"]
+    figure, axes = plt.subplots(1, 3, figsize=(14, 4.6))
+    labels = list(s["flow"])
+    names = {"single": "single, P=1", "cluster": f"cluster, P={p}",
+             "cluster+wait1": f"cluster, P={p}\nWAIT 1"}
+    axis = axes[0]
+    _bars(axis, [names.get(l, l) for l in labels], [s["flow"][l]["ok_per_s"] for l in labels],
+          [s["flow"][l]["rounds_ok_per_s"] for l in labels],
+          {names.get(l, l): CLUSTER_COLORS.get(l) for l in labels},
+          [f"{s['flow'][l]['vs_single']:.2f}x" if s["flow"][l].get("vs_single") else "" for l in labels])
+    axis.set_ylabel("2xx responses / s (median of rounds; bars: min-max)")
+    axis.set_title("Conversation flow, request path (ratio to single)")
+    axis = axes[1]
+    calls = [s["cost"][l]["calls_per_redis_core"] or 0 for l in labels]
+    rounds = [[v or 0 for v in s["cost"][l]["rounds_calls_per_redis_core"]] for l in labels]
+    _bars(axis, [names.get(l, l) for l in labels], calls, rounds,
+          {names.get(l, l): CLUSTER_COLORS.get(l) for l in labels},
+          [f"{s['cost'][l]['redis_us_per_call']:.0f}\nµs/call" for l in labels])
+    axis.set_ylabel("script calls / s per Redis core (all nodes)")
+    axis.set_title("Redis CPU cost of a script call")
+    axis = axes[2]
+    drains = list(s["drain"])
+    _bars(axis, [names.get(l, l) for l in drains], [s["drain"][l]["events_per_s"] for l in drains],
+          [s["drain"][l]["rounds_events_per_s"] for l in drains],
+          {names.get(l, l): CLUSTER_COLORS.get(l) for l in drains},
+          [f"{s['drain'][l]['vs_single']:.2f}x" if s["drain"][l].get("vs_single") else "" for l in drains])
+    axis.set_ylabel("events / s into og.events (median of rounds)")
+    axis.set_title(f"Drain, one worker, {s['drain'][drains[0]]['backlog']:,} events")
     return figure

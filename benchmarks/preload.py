@@ -1,6 +1,7 @@
 """Stored data made fast, not through the API: synthetic conversations written straight
 into SQLite's conversations table, into og.events (then `python -m ingest rebuild`
-recomputes Redis from it), or as a backlog of stream entries for the drain.
+recomputes Redis from it), or as a backlog of stream entries for the drain (one
+partition's stream, or spread over the partitions' streams as the API spreads them).
 
 N events = about 2N/3 conversations, half of them followed up. Timestamps are spread
 over today's last hours (UTC), all inside the conversation window (OG_CONVERSATION_TTL's
@@ -91,6 +92,34 @@ def into_events(connection, events):
             cursor.execute("INSERT INTO events (stream, event_id, uuid, kind, symbol, guess, ts,"
                            " conversation_ts) VALUES " + ",".join(rows[start:start + INSERT_ROWS]))
     return len(rows)
+
+
+def into_streams(redis_client, events, partitions, seed=None):
+    """XADD `events` entries over the streams of `partitions` partitions, each entry into
+    the partition its uuid maps to (keys.partition_of, as the API does: a followup lands
+    beside its initial), fields as server/lua/*.lua write them. With partitions=1 this
+    is into_stream. The same `seed` gives the same entries whatever `partitions` is.
+
+    On a Redis Cluster `redis_client` is a redis.RedisCluster: each pipeline is sent as
+    one per node. Returns the number of entries added."""
+    if seed is None:
+        seed = random.getrandbits(32)
+    pipe, added = redis_client.pipeline(transaction=False), 0
+    entries = []
+    for uuid, symbol, guess, ts, followup in conversations(events, seed=seed):
+        g = "1" if guess else "0"
+        stream = keys.stream(keys.partition_of(uuid, partitions))
+        entries.append((ts, stream, ("initial", uuid, symbol, g, str(ts), str(ts))))
+        if followup:
+            entries.append((followup, stream, ("followup", uuid, symbol, g, str(followup), str(ts))))
+    entries.sort()
+    for _, stream, (kind, uuid, symbol, g, ts, cts) in entries:
+        pipe.xadd(stream, {"kind": kind, "uuid": uuid, "symbol": symbol, "guess": g, "ts": ts, "cts": cts})
+        added += 1
+        if added % XADD_PIPELINE == 0:
+            pipe.execute()
+    pipe.execute()
+    return added
 
 
 def into_stream(redis_client, events, partition=0):

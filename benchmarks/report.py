@@ -227,6 +227,248 @@ def _staleness(results):
     ])
 
 
+def _range_cores(figures):
+    c = figures.get("cpu_cores")
+    if not c:
+        return ""
+    return (f"; cores: API {c['api']:.2f}, MariaDB {c['mariadb']:.2f}, clients {c.get('clients', 0):.2f}, "
+            f"other tenants {c.get('others', 0):.2f}")
+
+
+def _range(results, figures):
+    r = results["range"]
+    sizes = r["sizes"]
+    if not sizes:
+        return "## /dashboard/range: buckets vs the old scan vs SQLite\n\nNo store was measured."
+    first = sizes[0]["preload"]["shape"]
+    clients = sizes[0]["concurrent"]["clients"]
+    preload_rows = []
+    for s in sizes:
+        p = s["preload"]
+        preload_rows.append((
+            f"{s['events']:,}", f"+{p['added']:,}", p["generate_s"], p["rebuild_s"], p["total_s"],
+            " / ".join(_n(p["buckets"].get(span)) for span in ("1", "60", "3600", "86400")),
+            _n(p["table_mib"].get("events"), 1), _n(p["table_mib"].get("range_buckets"), 1)))
+    rows = []
+    for s in sizes:
+        at = f"{s['events']:,}"
+        seq, conc, inp = s["sequential"], s["concurrent"], s["in_process"]
+        warm = s.get("warmup")
+        if warm:
+            rows.append((at, f"(cold API: warm-up, {warm['clients']} clients × {warm['per_client']})",
+                         warm["queries"], _n(warm["p50_ms"], 1), _n(warm["p99_ms"], 1),
+                         _n(warm["max_ms"], 1), warm["errors"], "not counted: opens connections, grows pools"))
+        rows.append((at, "buckets, API, one at a time", seq["queries"], _n(seq["p50_ms"], 1),
+                     _n(seq["p99_ms"], 1), _n(seq["max_ms"], 1), seq["errors"],
+                     f"{seq['queries_per_s']} queries/s" + _range_cores(seq)))
+        rows.append((at, f"buckets, API, {conc['clients']} clients × {conc['per_client']}", conc["queries"],
+                     _n(conc["p50_ms"], 1), _n(conc["p99_ms"], 1), _n(conc["max_ms"], 1), conc["errors"],
+                     f"{conc['queries_per_s']} queries/s" + _range_cores(conc)))
+        b, scan = inp["buckets"], inp["scan"]
+        rows.append((at, "buckets, in-process (range_buckets.summarize)", b["queries"], _n(b["p50_ms"], 1),
+                     _n(b["p99_ms"], 1), _n(b["max_ms"], 1), "–", ""))
+        rows.append((at, "old scan, in-process (event_store.scan_summary)", scan["queries"],
+                     _n(scan["p50_ms"], 1), _n(scan["p99_ms"], 1), _n(scan["max_ms"], 1),
+                     f"{scan['timeouts']} stopped",
+                     "all windows" if scan["complete"] else
+                     f"first {scan['queries'] + scan['timeouts']} of {scan['wanted']} windows "
+                     f"({scan['budget_s']} s budget)"))
+        q = s["sqlite"]
+        if "skipped" in q:
+            rows.append((at, "SQLite, in-process", "–", "–", "–", "–", "–", q["skipped"]))
+        else:
+            rows.append((at, "SQLite, in-process (SQLiteInterface.dashboard_range)", q["queries"],
+                         _n(q["p50_ms"], 1), _n(q["p99_ms"], 1), _n(q["max_ms"], 1), "–",
+                         ("all windows" if q["complete"] else
+                          f"first {q['queries']} of {q['wanted']} windows ({q['budget_s']} s budget)")
+                         + f"; copied in {q['copy_s']} s"))
+    checks = []
+    for s in sizes:
+        inp, seq, q = s["in_process"], s["sequential"], s["sqlite"]
+        text = (f"- {s['events']:,} events: buckets vs old scan **{inp['mismatches']} mismatches** in "
+                f"{inp['compared']} windows; API vs in-process buckets {seq['differs_from_in_process']} "
+                f"differences in {seq['queries']} answers")
+        if "skipped" not in q:
+            text += f"; SQLite vs buckets {q['differs_from_buckets']} differences in {q['queries']}"
+        checks.append(text)
+    kinds = sizes[-1]["in_process"]
+    kind_rows = [(kind, b["queries"], _n(b["p50_ms"], 2), _n(b["max_ms"], 2),
+                  kinds["scan"]["by_kind"].get(kind, {}).get("queries", 0),
+                  _n(kinds["scan"]["by_kind"].get(kind, {}).get("p50_ms"), 1),
+                  _n(kinds["scan"]["by_kind"].get(kind, {}).get("max_ms"), 1))
+                 for kind, b in kinds["buckets"]["by_kind"].items()]
+    targets = [(v["target"], v["measured"], {True: "yes", False: "**no**", None: "–"}[v["met"]])
+               for v in verdicts(results) if v["target"].startswith("range")]
+    stores = ", ".join(f"{s['events']:,}" for s in sizes)
+    parts = [
+        "## /dashboard/range: buckets vs the old scan vs SQLite\n",
+        f"**Stores.** {stores} events over 30 days "
+        f"({r['from']} to {r['to']} UTC), spread unevenly: a daily cycle (quiet nights, busy "
+        f"afternoons, an evening peak), quieter weekends, day and hour noise, "
+        f"{len(first['bursts'])} bursts (8–40× the rate for 1–30 minutes, mostly one hot symbol) "
+        f"and {len(first['outages'])} outages with no events; symbols a–z Zipf-like plus an hourly "
+        f"trending symbol. Busiest hour {_n(first['busiest_hour_conversations'])} conversations, "
+        f"quietest {_n(first['quietest_hour_conversations'])} (at the first size). ~2/3 initials, "
+        "~1/3 followups (conversation_ts = their initial's ts, ts 0.1 s–30 min later). "
+        "**How they are preloaded**: not through the API; rows are generated by MariaDB itself "
+        "(benchmarks/range_store.py): a per-minute table of the shape drawn in Python, joined "
+        "with the Sequence engine (`seq_0_to_N`) in `INSERT ... SELECT` chunks of ~400k "
+        "conversations, every field a CRC32/MD5 function of the conversation number; then "
+        "`core.range_buckets.rebuild`. Each bigger store grows the previous one.\n",
+        _table(("store", "added", "generate s", "rebuild s", "total s",
+                "buckets 1 s / 1 min / 1 h / 1 day", "og.events MiB", "range_buckets MiB"), preload_rows),
+        f"\n**Windows.** {r['windows']['distinct']:,} distinct windows (as the API parses them), seeded, "
+        "the same at every size: " + ", ".join(f"{k} {v}" for k, v in sorted(r["windows"]["kinds"].items()))
+        + ". The in-process runs, the old scan and SQLite get exactly the windows of the "
+        "one-at-a-time API run; the concurrent clients and the overload get others. API: "
+        f"gunicorn (redis backend, {results['plan'].get('range_clients', clients)} clients = threads "
+        "with a keep-alive http.client connection each) reading the store as user og.\n",
+        _table(("store", "what", "queries", "p50 ms", "p99 ms", "max ms", "errors", "note"), rows),
+        "\n### Targets\n",
+        _table(("target", "measured", "met"), targets),
+        "\n### Correctness\n",
+        "\n".join(checks),
+        "\n### Latency by kind of window, biggest store (in-process)\n",
+        _table(("kind", "windows", "buckets p50 ms", "buckets max ms", "windows scanned",
+                "old scan p50 ms", "old scan max ms"), kind_rows),
+    ]
+    o = sizes[-1].get("overload")
+    if o:
+        parts += [
+            f"\n### Overload: {o['clients']} clients, one distinct window each, at once "
+            f"({sizes[-1]['events']:,} events)\n",
+            f"Answers: {o['statuses']} (200: {o['ok']}, 503: {o['unavailable_503']}, other: "
+            f"{o['other']}); the first came {o['answers'][0][0] if o.get('answers') else '–'} s and "
+            f"the last {o['burst_s']} s after the burst started; latency p50 "
+            f"{_n(o['p50_ms'], 1)} ms, p99 {_n(o['p99_ms'], 1)} ms, max {_n(o['max_ms'], 1)} ms. "
+            f"MariaDB (information_schema.PROCESSLIST, user og, COMMAND = 'Query', sampled every "
+            f"50 ms): at most **{o['max_running_queries']}** queries running at once; "
+            + ("none seen running after the last answer."
+               if not o["running_after_burst_s"] else
+               f"still some running **{o['running_after_burst_s']} s** after the last answer.")]
+    if "range" in figures:
+        parts.append(f"\n![range]({figures['range']})")
+    return "\n".join(parts)
+
+
+CLUSTER_VARIANTS = {
+    "single": ("(a)", "single Redis, P=1 (reference)"),
+    "cluster": ("(b)", "cluster, P={p}, WAIT 0"),
+    "cluster+wait1": ("(c)", "cluster, P={p}, WAIT 1"),
+}
+
+
+def _rounds(values, fmt=_n):
+    return ", ".join(fmt(v) for v in values)
+
+
+def _cluster(results, figures):
+    c = results["cluster"]
+    s = c["summary"]
+    plan = results["plan"]
+    p = c["partitions"]
+    names = {label: f"{tag} {what.format(p=p)}" for label, (tag, what) in CLUSTER_VARIANTS.items()}
+    flow_rows, cost_rows = [], []
+    for label, row in s["flow"].items():
+        flow_rows.append((
+            names.get(label, label), _n(row["ok_per_s"]), _rounds(row["rounds_ok_per_s"]),
+            _x(row.get("vs_single")) if label != "single" else "–",
+            _x(row.get("vs_cluster")) if label == "cluster+wait1" else "–",
+            _n(row["p50_ms"], 1), _n(row["p99_ms"], 1), _n(row["p999_ms"], 1),
+            _n(row["errors"]), _n(row["status_503"]), _n(row["unexpected_statuses"]),
+            _n(row["generator_cores"], 2)))
+        k = s["cost"][label]
+        cost_rows.append((
+            names.get(label, label), _n(k["script_calls_per_s"]), _n(k["api_cores"], 2),
+            f"{k['redis_cores']:.2f} ({k['redis_master_cores']:.2f} + {k['redis_replica_cores']:.2f})"
+            if k["redis_cores"] is not None else "–",
+            _n(k["others_cores"], 2), _n(k["redis_us_per_call"], 1),
+            f"**{_n(k['calls_per_redis_core'])}**", _rounds(k["rounds_calls_per_redis_core"]),
+            _n(k["calls_per_master_core"]), _n(k["api_us_per_2xx"])))
+    flow = s["flow"]
+
+    def ratio_text(label, reference, what):
+        row = flow.get(label)
+        if not row or row.get(f"vs_{reference}") is None:
+            return None
+        rounds = _rounds(row[f"vs_{reference}_rounds"], lambda v: "–" if v is None else f"{v:.2f}")
+        return f"{what} **{row[f'vs_{reference}']:.2f}×** (per round {rounds})"
+
+    ratios = [t for t in (ratio_text("cluster", "single", "(b)/(a)"),
+                          ratio_text("cluster+wait1", "single", "(c)/(a)"),
+                          ratio_text("cluster+wait1", "cluster", "(c)/(b)")) if t]
+    drain_rows = []
+    for label, d in s["drain"].items():
+        drain_rows.append((
+            "cluster, one worker" if label == "cluster" else "single Redis, one worker",
+            d["partitions"], _n(d["backlog"]), f"**{_n(d['events_per_s'])}**",
+            _rounds(d["rounds_events_per_s"]), _x(d.get("vs_single")) if label != "single" else "–",
+            d["worker_cpu_us_per_event"], _n(d["worker_cores"], 2), _n(d["mariadb_cores"], 2),
+            _n(d["redis_cores"], 2), f"{_n(d.get('mean_batch'))} / {_n(d.get('max_batch'))}",
+            _n(d["fill_per_s"]), "ok" if d["ok"] else "**mismatch**"))
+    checks = s["checks"]
+    bad = [k for k in checks if not k["ok"]]
+    if bad:
+        check_text = (f"**Checks FAILED** for {len(bad)} of {len(checks)} windows: "
+                      + "; ".join(f"round {k['round']} {k['label']}: {k}" for k in bad))
+    else:
+        check_text = (
+            f"**Checks**: {len(checks)} windows, {_n(sum(k['stored'] for k in checks))} events: "
+            "after each, og.events gained exactly what the API appended to the streams (XINFO "
+            "STREAM entries-added summed over the partitions), at least every 200 wrk saw, "
+            "nothing was left undrained, no answer was other than 2xx or 503 "
+            f"({_n(sum(k['status_503'] for k in checks))} 503s in all), and the cluster stayed "
+            "healthy (3 masters, a replica each in sync: no failover).")
+    nodes = ", ".join(f"{n['port']} {n['role']}" + (f" of partitions {n['partitions']}"
+                                                     if "partitions" in n else "")
+                      for n in c["nodes"])
+    idle = c.get("idle_cores")
+    idle_text = (f"Idle, with no load, the cluster's nodes used {idle['masters'] + idle['replicas']:.3f} "
+                 f"cores (masters {idle['masters']:.3f}, replicas {idle['replicas']:.3f}: cluster "
+                 f"bus, replication pings, cron) and single Redis {idle['single']:.3f}; the "
+                 "figures below include that baseline.\n" if idle else "")
+    return "\n".join([
+        "## Redis Cluster vs single Redis\n",
+        f"A private Redis Cluster of 6 nodes on loopback, 3 masters + 1 replica each ({nodes}; "
+        f"cluster-node-timeout {c['node_timeout_ms']} ms; every node, like the single Redis, "
+        f"with AOF fsynced every second), OG_STREAM_PARTITIONS={p} (about {p // 3} partitions "
+        "per master); the single Redis is the stack's own. All on the same 2 cores as the API "
+        "and wrk. Request path: the conversation flow with wrk `-t1 -c64` pinned to core 1, "
+        f"{plan['duration']} s windows, the same gunicorn settings as throughput, ingest worker "
+        f"stopped during the window (backlog drained and checked afterwards); {plan['rounds']} "
+        "round(s), each (a), (b), (c) then the two drains; medians over rounds, ratios of "
+        "medians. *WAIT 1*: OG_REDIS_WAIT_REPLICAS=1, each node's pipeline is followed by "
+        "`WAIT 1` before its writes are answered.\n",
+        _table(("variant", "2xx/s (median)", "per round", "vs (a)", "vs (b)", "p50 ms", "p99 ms",
+                "p99.9 ms", "errors", "503", "other non-2xx", "wrk cores"), flow_rows),
+        "\nRatios: " + "; ".join(ratios) + ".\n" if ratios else "",
+        "### Redis CPU per script call\n",
+        "Each /initial and /followup is one EVALSHA (answers 200/404/409: *calls/s*). Redis "
+        "cores: utime+stime from /proc/<pid>/stat around the window, summed over all nodes "
+        "(masters + replicas; for (a) the one redis-server). *Calls per Redis core* = calls/s "
+        "÷ Redis cores: how many script calls one core of Redis serves here (replicas "
+        "included; *per master core* leaves the replicas' apply work out). The API is the "
+        "bottleneck on this machine (see API cores), so these are costs at the load the API "
+        "can make, not Redis' ceiling. " + idle_text,
+        _table(("variant", "calls/s", "API cores", "Redis cores (masters + replicas)",
+                "other tenants", "Redis µs/call", "calls per Redis core", "per round",
+                "calls per master core", "API µs/2xx"), cost_rows),
+        "\n### Drain: one worker, the same backlog\n",
+        "The same entries (same seed each round) XADDed straight into the streams: on the "
+        f"cluster spread over the {p} partitions' streams by uuid (as the API spreads them), "
+        "on single Redis into its one stream; then `python -m ingest run --burst`, timed by "
+        "the worker's own *starting*/*stopped* log lines (as the drain scenario). Redis cores: "
+        "all nodes. Events per batch: from the worker's debug lines (*flushed N events*); on "
+        "a cluster one read takes up to OG_INGEST_BATCH_SIZE from each partition's stream "
+        "(ingest/worker.py `_poll`), so a batch may hold up to P times that.\n",
+        _table(("store", "partitions", "backlog", "events/s (median)", "per round", "vs single",
+                "worker CPU µs/event", "worker cores", "MariaDB cores", "Redis cores",
+                "events per batch mean / max", "XADD fill/s", "og.events"), drain_rows),
+        "",
+        check_text,
+    ] + ([f"\n![cluster]({figures['cluster']})"] if "cluster" in figures else []))
+
+
 def render(results, figures):
     parts = [
         "# Benchmark report\n",
@@ -240,7 +482,9 @@ def render(results, figures):
                           ("growth", lambda: _growth(results, figures)),
                           ("drain", lambda: _drain(results, figures)),
                           ("memory", lambda: _memory(results)),
-                          ("staleness", lambda: _staleness(results))):
+                          ("staleness", lambda: _staleness(results)),
+                          ("range", lambda: _range(results, figures)),
+                          ("cluster", lambda: _cluster(results, figures))):
         if name in results:
             parts += ["", section()]
     return "\n".join(parts) + "\n"

@@ -9,14 +9,23 @@ import os
 import shutil
 import subprocess
 import tempfile
+import time
 from pathlib import Path
 
-from tests.servers import REPO_ROOT, GunicornServer, MariaDBServer, RedisServer, ServerProcess
+import redis as redislib
+
+from tests.servers import (REPO_ROOT, GunicornServer, MariaDBServer, RedisCluster,
+                           RedisClusterNode, RedisServer, ServerProcess, free_cluster_port)
 
 PYTHON = str(REPO_ROOT / ".venv" / "bin" / "python")
 PRODUCT_VARS = ("REDIS_URL", "DATABASE_URL")
 INGEST_TIMEOUT_S = 600
 """Bound on one `python -m ingest` command (a 1M-event rebuild or drain included)."""
+CLUSTER = "cluster"
+"""The store name of the private Redis Cluster (`Stack.env(..., redis=CLUSTER)`)."""
+CLUSTER_NODE_TIMEOUT_MS = 5000
+"""cluster-node-timeout of the benchmark's cluster: long enough that two cores saturated
+by the load never make a node look failed (no failover is wanted here)."""
 
 
 class BenchRedis(RedisServer):
@@ -26,6 +35,36 @@ class BenchRedis(RedisServer):
         return ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1",
                 "--dir", str(self.data_dir), "--save", "", "--appendonly", "yes",
                 "--appendfsync", "everysec", "--maxmemory-policy", "noeviction"]
+
+
+class BenchClusterNode(RedisClusterNode):
+    """A cluster node as BenchRedis runs: AOF fsynced every second (the tests' nodes fsync
+    every write)."""
+
+    def command(self):
+        argv = super().command()
+        argv[argv.index("--appendfsync") + 1] = "everysec"
+        return argv
+
+
+class BenchCluster(RedisCluster):
+    """tests/servers.py's six-node cluster (3 masters + 1 replica each) of BenchClusterNodes."""
+
+    def __init__(self, base_dir, node_timeout_ms=CLUSTER_NODE_TIMEOUT_MS):
+        super().__init__(base_dir, node_timeout_ms)
+
+    def _start_node(self, directory, index, taken, deadline):
+        # As RedisCluster._start_node, with our node class: a port taken before
+        # redis-server binds it makes it exit at once; try another.
+        for attempt in range(5):
+            port = free_cluster_port(taken)
+            node = BenchClusterNode(directory / f"node-{index}-{port}", port, self.node_timeout_ms)
+            try:
+                return node.start(max(1.0, deadline - time.monotonic()))
+            except RuntimeError:
+                node.kill()
+                if attempt == 4 or time.monotonic() > deadline:
+                    raise
 
 
 class IngestWorker(ServerProcess):
@@ -64,6 +103,7 @@ class Stack:
         self.workers = workers
         self.keep = keep
         self._redis = {}
+        self._cluster = None
         self._mariadb = None
         self._exit = contextlib.ExitStack()
 
@@ -82,6 +122,25 @@ class Stack:
         if name not in self._redis:
             self._redis[name] = self._own(BenchRedis(self.dir / f"redis-{name}"))
         return self._redis[name]
+
+    def redis_cluster(self):
+        """The private Redis Cluster (started on first use, 6 nodes)."""
+        if self._cluster is None:
+            self._cluster = self._own(BenchCluster(self.dir / "redis-cluster"))
+        return self._cluster
+
+    def started_redis_cluster(self):
+        return self._cluster
+
+    def redis_url(self, name="main"):
+        return self.redis_cluster().url if name == CLUSTER else self.redis(name).url
+
+    def redis_client(self, name="main"):
+        """A new client on a store (redis.RedisCluster on the cluster); the caller closes it."""
+        if name == CLUSTER:
+            return redislib.RedisCluster.from_url(self.redis_url(name), decode_responses=True,
+                                                  socket_timeout=10, socket_connect_timeout=2)
+        return self.redis(name).client()
 
     def mariadb(self):
         if self._mariadb is None:
@@ -115,7 +174,7 @@ class Stack:
         if backend == "sqlite":
             settings["OG_SQLITE_PATH"] = self.sqlite_path(sqlite)
         if backend == "redis":
-            settings["REDIS_URL"] = self.redis(redis).url
+            settings["REDIS_URL"] = self.redis_url(redis)
             settings["DATABASE_URL"] = self.database_url(database)
         settings.update(extra)
         return product_env(**settings)

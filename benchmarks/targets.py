@@ -6,6 +6,10 @@ windows. "redis+ingest": the whole system, the worker running through the window
 Either way, afterwards og.events must have gained exactly the entries the API appended
 to the stream (XINFO STREAM entries-added), and at least the events wrk saw answered
 200 (wrk does not see the answers of requests in flight when its time is up).
+
+The store "cluster" is the stack's Redis Cluster (3 masters + 1 replica each): its
+streams are summed over the partitions the target's OG_STREAM_PARTITIONS says, and its
+Redis CPU is counted over every node (role "redis": masters, "replicas": replicas).
 """
 import contextlib
 import logging
@@ -18,6 +22,7 @@ import sqlalchemy
 
 from benchmarks import cpu, load, preload
 from benchmarks.backlog import BacklogSampler
+from benchmarks.stack import CLUSTER
 from core import event_store, keys
 from server.initdb import init_db
 
@@ -47,12 +52,16 @@ def count_events(stack, store="main"):
         connection.close()
 
 
-def entries_added(redis_client):
-    """Entries ever appended to the stream (0 before it exists)."""
-    try:
-        return redis_client.xinfo_stream(keys.stream(0))["entries-added"]
-    except redislib.ResponseError:  # no such key
-        return 0
+def entries_added(redis_client, partitions=1):
+    """Entries ever appended to the streams of `partitions` partitions (0 for a stream
+    that does not exist)."""
+    total = 0
+    for partition in range(partitions):
+        try:
+            total += redis_client.xinfo_stream(keys.stream(partition))["entries-added"]
+        except redislib.ResponseError:  # no such key
+            pass
+    return total
 
 
 def reset_store(stack, backend, store="main"):
@@ -62,12 +71,17 @@ def reset_store(stack, backend, store="main"):
         shutil.rmtree(path.parent, ignore_errors=True)
         init_db(str(path))
     elif backend == "redis":
-        client = stack.redis(store).client()
-        client.flushall()
-        client.close()
+        if store == CLUSTER:
+            stack.redis_cluster().flushall()  # every master, each WAITing for its replica
+        else:
+            client = stack.redis(store).client()
+            client.flushall()
+            client.close()
         engine = sqlalchemy.create_engine(stack.database_url(database_name(store)))
         with engine.begin() as connection:
-            connection.exec_driver_sql("DROP TABLE IF EXISTS events")
+            # The buckets and their readiness row too: left behind, they would keep
+            # answering /dashboard/range with the previous store's counts.
+            connection.exec_driver_sql("DROP TABLE IF EXISTS events, range_buckets, migrations")
         event_store.create_tables(engine)
         engine.dispose()
 
@@ -88,14 +102,20 @@ def preload_store(stack, backend, events, store="main"):
 
 
 class Target:
-    def __init__(self, stack, backend, worker=False, store="main", reset=True, preload=0):
+    def __init__(self, stack, backend, worker=False, store="main", reset=True, preload=0,
+                 settings=None, label=None):
+        """`settings`: product variables added to the API's and the worker's environment
+        (e.g. OG_STREAM_PARTITIONS); `label`: the name in logs and results."""
         self.stack = stack
         self.backend = backend
         self.worker_running = worker
         self.store = store
         self.reset = reset
         self.preload = preload
-        self.label = backend + ("+ingest" if worker else "") + ("" if store == "main" else f"@{store}")
+        self.settings = dict(settings or {})
+        self.partitions = int(self.settings.get("OG_STREAM_PARTITIONS", 1))
+        self.label = label or (backend + ("+ingest" if worker else "")
+                               + ("" if store == "main" else f"@{store}"))
         self.accepted = 0
         self.api = self.worker = self.redis = None
         self._exit = contextlib.ExitStack()
@@ -110,13 +130,14 @@ class Target:
         if self.preload:
             preload_store(self.stack, self.backend, self.preload, self.store)
         self.env = self.stack.env(self.backend, redis=self.store,
-                                  database=database_name(self.store), sqlite=self.store)
+                                  database=database_name(self.store), sqlite=self.store,
+                                  **self.settings)
         try:
             if self.backend == "redis":
                 self.events_before = count_events(self.stack, self.store)
                 self.redis = self._exit.enter_context(
-                    contextlib.closing(self.stack.redis(self.store).client()))
-                self.added_before = entries_added(self.redis)
+                    contextlib.closing(self.stack.redis_client(self.store)))
+                self.added_before = entries_added(self.redis, self.partitions)
             self.api = self._exit.enter_context(self.stack.api(self.label.replace("@", "-"), self.env))
             if self.worker_running:
                 self.worker = self._exit.enter_context(self.stack.ingest_worker(self.env, self.label))
@@ -129,14 +150,24 @@ class Target:
         self._exit.close()
 
     def cpu_roles(self):
-        return {"api": cpu.api_pids(self.api), "redis": cpu.pid_of(self.stack.started_redis(self.store)),
-                "mariadb": cpu.pid_of(self.stack.started_mariadb()), "ingest": cpu.pid_of(self.worker)}
+        roles = {"api": cpu.api_pids(self.api), "mariadb": cpu.pid_of(self.stack.started_mariadb()),
+                 "ingest": cpu.pid_of(self.worker)}
+        if self.store == CLUSTER and self.backend == "redis":
+            cluster = self.stack.redis_cluster()
+            # Roles as the nodes say now (a failover would swap them; the window's check
+            # says whether the cluster stayed healthy).
+            roles["redis"] = cpu.pids_of(cluster.masters())
+            roles["replicas"] = cpu.pids_of(cluster.replicas())
+        else:
+            roles["redis"] = cpu.pid_of(self.stack.started_redis(self.store))
+        return roles
 
     def measure(self, *starters, during=None):
         """Run the loads together (each a callable starting a LoadProcess), and `during()`
         meanwhile if given; their results, the cores each role used, and the backlog."""
         meter = cpu.CpuMeter(self.cpu_roles()).start()
-        sampler = BacklogSampler(self.redis) if self.redis else contextlib.nullcontext()
+        sampler = (BacklogSampler(self.redis, self.partitions) if self.redis
+                   else contextlib.nullcontext())
         running = []
         try:
             with sampler:
@@ -166,7 +197,7 @@ class Target:
             return None
         started = time.monotonic()
         if self.worker_running:
-            sampler = BacklogSampler(self.redis)
+            sampler = BacklogSampler(self.redis, self.partitions)
             while _undrained(sampler.sample(0)) > 0:
                 if time.monotonic() - started > DRAIN_WAIT_S:
                     raise RuntimeError(f"{self.label}: the worker did not catch up in {DRAIN_WAIT_S} s")
@@ -180,8 +211,9 @@ class Target:
         if self.backend != "redis":
             return None
         stored = count_events(self.stack, self.store) - self.events_before
-        left = BacklogSampler(self.redis).sample(0)
-        verdict = {"appended": entries_added(self.redis) - self.added_before, "stored": stored,
+        left = BacklogSampler(self.redis, self.partitions).sample(0)
+        verdict = {"appended": entries_added(self.redis, self.partitions) - self.added_before,
+                   "stored": stored,
                    "answered_200": self.accepted, "undrained": _undrained(left),
                    "stream_length": left["length"]}
         verdict["ok"] = (stored == verdict["appended"] >= self.accepted

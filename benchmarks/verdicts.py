@@ -48,4 +48,32 @@ def verdicts(results):
                  _get(results, *growth, "redis grown", "vs_sqlite"), 10, unit="×"),
         _verdict("(for reference, not a target) redis vs sqlite at the empty store",
                  _get(results, *growth, "redis empty", "vs_sqlite"), 0, unit="×"),
+    ] + _range(results)
+
+
+def _range(results):
+    """/dashboard/range from the buckets, at the biggest store of the range scenario."""
+    sizes = _get(results, "range", "sizes")
+    if not sizes:
+        return [{"target": "range: sequential p99 < 50 ms, 8 clients p99 < 100 ms, 0 errors, "
+                           "0 mismatches (10M events)", "measured": "not measured", "met": None}]
+    goals, size = results["range"]["targets"], sizes[-1]
+    at = f"{size['events']:,} events"
+    seq, conc = size["sequential"], size["concurrent"]
+    errors = seq["errors"] + conc["errors"]
+    missing = (seq["wanted"] - seq["queries"]) + (conc["wanted"] - conc["queries"])
+    mismatches = sum(s["in_process"]["mismatches"] + s["sequential"].get("differs_from_in_process", 0)
+                     for s in sizes)
+    compared = sum(s["in_process"]["compared"] for s in sizes)
+    return [
+        _verdict(f"range, one query at a time: p99 < {goals['sequential_p99_ms']} ms ({at})",
+                 seq["p99_ms"], goals["sequential_p99_ms"], "lower", " ms", "{:.1f}"),
+        _verdict(f"range, {conc['clients']} concurrent clients: p99 < {goals['concurrent_p99_ms']} ms ({at})",
+                 conc["p99_ms"], goals["concurrent_p99_ms"], "lower", " ms", "{:.1f}"),
+        {"target": f"range: 0 errors, one at a time and concurrent ({at})",
+         "measured": f"{errors} errors in {seq['queries'] + conc['queries']} queries"
+                     + (f", {missing} not asked within the time bound" if missing else ""),
+         "met": errors == 0 and missing == 0},
+        {"target": "range: 0 mismatches, buckets vs the old scan and API vs in-process (every size)",
+         "measured": f"{mismatches} in {compared} windows compared", "met": mismatches == 0 and compared > 0},
     ]

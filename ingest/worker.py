@@ -197,15 +197,18 @@ class Worker:
         """Read each partition's stream without blocking (a multi-key XREADGROUP must stay
         in one slot); when `block_ms` is given, poll until something comes or it passes."""
         deadline = time.monotonic() + (block_ms or 0) / 1000
+        # An equal share of the batch per partition, so a batch stays within count:
+        # whatever is read is pending on this worker and must go into this batch.
+        share = max(1, count // len(self.streams))
         while True:
             pipe = self.redis.pipeline(transaction=False)  # one round trip per node
             for stream in self.streams:
-                pipe.xreadgroup(keys.GROUP, self.name, {stream: ">"}, count=count)
+                pipe.xreadgroup(keys.GROUP, self.name, {stream: ">"}, count=share)
             entries = [(self.streams[stream], entry_id, fields)
                        for reply in pipe.execute() for stream, messages in (reply or [])
                        for entry_id, fields in messages]
             if entries or block_ms is None or time.monotonic() >= deadline:
-                return entries  # up to count per partition: memory stays bounded
+                return entries
             if self.stopping.wait(CLUSTER_IDLE_POLL_S):
                 return []
 
