@@ -15,6 +15,8 @@ test: setup
 	$(PYTHON) -m pytest -q $(PYTEST_ARGS)
 
 # run.sh is one simple command, so make runs it without a shell and forwards SIGTERM to it.
+# It serves OG_BIND (default 127.0.0.1:5000) through nginx, gunicorn behind it on
+# var/run/gunicorn.sock (provision/run.sh).
 run: setup
 	bash provision/services.sh
 	bash provision/run.sh
@@ -22,6 +24,8 @@ run: setup
 bench: setup
 	$(PYTHON) -m benchmarks
 
+# Stops the project's Redis, and first whatever a `make run` still has running (all of it,
+# through run.sh if that is alive; what a killed run.sh left behind, by pid file).
 stop-services:
 	bash provision/services.sh stop
 

@@ -2,7 +2,9 @@
 # Makes sure the two stores are up, with or without systemd, and prints one line each:
 #   MariaDB - the system service, with database og and user og/og (docs/API.md section 6);
 #   Redis   - the project's own instance from provision/redis.conf, data in var/redis.
-# Safe to run again: what is already up is reused. `services.sh stop` stops the Redis.
+# Safe to run again: what is already up is reused. `services.sh stop` stops the Redis,
+# and first whatever provision/run.sh started that is still running (nginx, gunicorn, the
+# ingest worker: left behind if run.sh itself was killed), found by their pid files.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -132,8 +134,40 @@ stop_redis() {
     exit 1
 }
 
+# The pid in pidfile $1, if that process is alive and its command line contains $2.
+live_pid() {
+    local pid
+    pid=$(cat "$1" 2>/dev/null) || return 1
+    [ -n "$pid" ] && [ -r "/proc/$pid/cmdline" ] \
+        && tr '\0' ' ' 2>/dev/null <"/proc/$pid/cmdline" | grep -qF -- "$2" && echo "$pid"
+}
+
+# Sends signal $3 to the process of pidfile $2 (command line with $4) and waits for it.
+stop_process() {
+    local what=$1 pidfile=$2 signal=$3 pattern=$4 pid i
+    pid=$(live_pid "$pidfile" "$pattern") || return 0
+    kill "-$signal" "$pid" 2>/dev/null || return 0
+    for ((i = 0; i < WAIT_SECONDS * 10; i++)); do
+        kill -0 "$pid" 2>/dev/null || { echo "$what: stopped (pid $pid)"; return 0; }
+        sleep 0.1
+    done
+    echo "$what: pid $pid still running after ${WAIT_SECONDS}s" >&2
+    return 1
+}
+
+# make run's processes, if any are still up. A live run.sh is asked to stop (it stops
+# the others, each with one signal); what a killed run.sh left behind is stopped here:
+# nginx first (no new requests), then gunicorn (its graceful stop), then the worker (it
+# finishes its batch).
+stop_run() {
+    stop_process "make run" "$ROOT/var/run/run.pid" TERM "provision/run.sh"
+    stop_process nginx "$ROOT/var/nginx/nginx.pid" QUIT "-p $ROOT/var/nginx"
+    stop_process gunicorn "$ROOT/var/run/gunicorn.pid" TERM "--pid $ROOT/var/run/gunicorn.pid"
+    stop_process "ingest worker" "$ROOT/var/run/ingest.pid" TERM "-m ingest"
+}
+
 case "${1:-start}" in
     start) ensure_mariadb; ensure_redis ;;
-    stop) stop_redis ;;
+    stop) stop_run; stop_redis ;;
     *) echo "usage: $0 [start|stop]" >&2; exit 2 ;;
 esac

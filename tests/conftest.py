@@ -16,7 +16,8 @@ from pathlib import Path
 import pytest
 import sqlalchemy
 
-from tests.servers import REPO_ROOT, GunicornServer, MariaDBServer, RedisCluster, RedisServer
+from tests.servers import (REPO_ROOT, GunicornServer, MariaDBServer, NginxServer, RedisCluster,
+                           RedisServer, UnixGunicornServer)
 from tests.workers import IngestProcess
 
 TESTS_DIR = Path(__file__).resolve().parent
@@ -243,6 +244,52 @@ def gunicorn_server(tmp_path_factory, request):
 
     yield start
     for server in started:
+        server.stop()
+
+
+@dataclass
+class ProxiedApi:
+    """nginx (`make run`'s configuration) in front of gunicorn on a unix socket."""
+    url: str
+    """The public base URL: nginx's loopback port."""
+    nginx: NginxServer
+    gunicorn: UnixGunicornServer
+
+    @property
+    def port(self):
+        return self.nginx.port
+
+
+@pytest.fixture
+def proxied_api(tmp_path_factory, request):
+    """`proxied_api(backend, workers=2, per_client=None, **env)` -> a started ProxiedApi.
+
+    As `make run` serves: gunicorn on a unix socket (OG_GUNICORN_BIND=unix:PATH) with
+    OG_BACKEND, OG_WORKERS and the given variables (inherited config variables dropped;
+    store defaults as for make_app), and nginx in front of it on a free loopback port,
+    from the same template and renderer as make run (`per_client`: its limit of requests
+    in progress per client address; None: the template's). Returns once both answer
+    HTTP. At teardown nginx is stopped (SIGQUIT), then gunicorn (SIGTERM), each SIGKILLed
+    if it takes too long.
+    """
+    started = []
+
+    def start(backend, workers=2, per_client=None, **values):
+        directory = tmp_path_factory.mktemp(f"proxied-{backend}")
+        base = {k: v for k, v in os.environ.items() if not _is_config_var(k)}
+        settings = {"OG_BACKEND": backend, "OG_WORKERS": workers,
+                    **_backend_defaults(backend, directory, request, 0), **values}
+        settings = {k: str(v) for k, v in settings.items() if v is not None}
+        gunicorn = UnixGunicornServer(directory / "gunicorn", {**base, **settings})
+        started.append(gunicorn)
+        gunicorn.start()
+        nginx = NginxServer(directory / "nginx", gunicorn.upstream, per_client=per_client)
+        started.append(nginx)
+        nginx.start()
+        return ProxiedApi(nginx.url, nginx, gunicorn)
+
+    yield start
+    for server in reversed(started):
         server.stop()
 
 

@@ -985,3 +985,134 @@ class RedisCluster:
             if time.monotonic() > deadline:
                 raise RuntimeError(f"{what}: not reached in time; still {found}")
             time.sleep(POLL_S * 2)
+
+
+# --- the reverse proxy in front of gunicorn (make run's nginx) --------------------------
+
+NGINX_RENDERER = REPO_ROOT / "provision" / "nginx_conf.py"
+
+
+def nginx_binary():
+    """nginx from Debian's package (provision/packages.sh); /usr/sbin is not on every PATH."""
+    return shutil.which("nginx") or "/usr/sbin/nginx"
+
+
+def _http_probe(connection):
+    # Any HTTP answer means the server is up; an unknown route touches no backend.
+    try:
+        connection.request("GET", "/__readiness_probe__")
+        connection.getresponse().read()
+        return True
+    except (OSError, http.client.HTTPException):
+        return False
+    finally:
+        connection.close()
+
+
+class _UnixHTTPConnection(http.client.HTTPConnection):
+    def __init__(self, path, timeout):
+        super().__init__("localhost", timeout=timeout)
+        self.unix_path = path
+
+    def connect(self):
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.settimeout(self.timeout)
+        self.sock.connect(self.unix_path)
+
+
+class UnixGunicornServer(GunicornServer):
+    """gunicorn as `make run` starts it behind nginx: listening on a unix socket
+    (OG_GUNICORN_BIND=unix:PATH), not on a TCP port. `.upstream` is what nginx proxies to."""
+
+    name = "gunicorn-unix"
+
+    def __init__(self, data_dir, env):
+        super().__init__(data_dir, env)
+        self.socket_path = self.data_dir / "gunicorn.sock"
+        self.port = None
+
+    @property
+    def upstream(self):
+        return f"unix:{self.socket_path}"
+
+    @property
+    def url(self):
+        raise AttributeError("a unix-socket gunicorn has no http:// URL; use .upstream")
+
+    def popen_kwargs(self):
+        return {"cwd": REPO_ROOT, "env": {**self.env, "OG_GUNICORN_BIND": self.upstream}}
+
+    def ready(self):
+        return _http_probe(_UnixHTTPConnection(str(self.socket_path), timeout=1))
+
+
+class NginxServer(ServerProcess):
+    """The project's nginx (provision/nginx.conf.template, rendered by
+    provision/nginx_conf.py exactly as `make run` does) on a free loopback port, in the
+    foreground, in front of `upstream` (gunicorn's unix:PATH). Its prefix (pid, logs/,
+    tmp/, nginx.conf) is data_dir; error.log is under logs/, and stdout/stderr go to
+    `.log_path`. Stopped with SIGQUIT (graceful), like make run does; killed with the
+    process group. `per_client` sets the requests in progress per client address."""
+
+    name = "nginx"
+
+    def __init__(self, data_dir, upstream, port=None, per_client=None):
+        super().__init__(data_dir, port)
+        self.upstream = upstream
+        self.per_client = per_client
+
+    @property
+    def url(self):
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def conf_path(self):
+        return self.data_dir / "nginx.conf"
+
+    @property
+    def error_log_path(self):
+        return self.data_dir / "logs" / "error.log"
+
+    def render(self):
+        # .venv's python, as provision/run.sh renders it for make run.
+        python = str(REPO_ROOT / ".venv" / "bin" / "python")
+        command = [python, str(NGINX_RENDERER), "--listen", f"127.0.0.1:{self.port}",
+                   "--upstream", self.upstream, "--prefix", str(self.data_dir)]
+        if self.per_client is not None:
+            command += ["--per-client", str(self.per_client)]
+        done = subprocess.run(command, capture_output=True, text=True, timeout=30,
+                              stdin=subprocess.DEVNULL)
+        if done.returncode != 0:
+            raise RuntimeError(f"{NGINX_RENDERER.name} failed: {done.stderr}")
+        return self.conf_path
+
+    def command(self):
+        return [nginx_binary(), "-p", str(self.data_dir), "-c", str(self.conf_path)]
+
+    def start(self, timeout=READY_TIMEOUT_S):
+        if not self.running:
+            if not os.access(nginx_binary(), os.X_OK):
+                raise RuntimeError("nginx is not installed: `make setup` (provision/packages.sh) "
+                                   "installs it")
+            self.render()
+        return super().start(timeout)
+
+    def ready(self):
+        return _http_probe(http.client.HTTPConnection("127.0.0.1", self.port, timeout=1))
+
+    def stop(self, timeout=STOP_TIMEOUT_S):
+        return self._signal_and_wait(signal.SIGQUIT, timeout)
+
+    def _signal_and_wait(self, signum, timeout):
+        code = super()._signal_and_wait(signum, timeout)
+        # nginx's workers leave with their master; after a SIGKILL of the master they
+        # would not, so clear the process group we created.
+        if self.process is not None:
+            try:
+                os.killpg(self.process.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        return code
+
+    def error_log(self):
+        return log_tail(self.error_log_path)
