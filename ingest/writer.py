@@ -1,16 +1,21 @@
 """Writes batches of rows into og.events and their range buckets, in one transaction.
 
-Per batch: one multi-row INSERT IGNORE ... RETURNING into og.events, which answers with
-exactly the rows it added (a redelivered event is already there: skipped, not
-returned); then one upsert that adds those rows, and only those, to their range
-buckets (core/range_buckets.py); then COMMIT. So a batch written twice, or by two
-workers at once (the second INSERT waits on the first's row locks, then skips), counts
-every event once.
+The common case, every row new: one multi-row INSERT IGNORE whose affected-row count
+says all of them were added; one upsert that adds them to their range buckets
+(core/range_buckets.py); COMMIT. Two statements, nothing read back.
+
+When the count is short, some rows were skipped: redelivered (already stored) or
+rejected (IGNORE turns a CHECK failure into a warning and a skip). That transaction is
+rolled back and the batch done again carefully: a locking read of which keys are
+stored (it also locks the gaps of the missing ones, so no other worker can add them
+meanwhile), INSERT IGNORE ... RETURNING of the rest, which answers exactly the rows
+it added, and buckets for those. A row skipped then is a rejected one. So a batch
+written twice, or by two workers at once (one waits on the other's locks, or is rolled
+back by a deadlock and retried), counts every event once.
 
 Errors split in two: the database being away (retry the whole batch later) and a row
-it rejects. IGNORE turns a row's rejection (a CHECK constraint, say) into a warning and
-a skipped row; a skipped row that is not already in og.events is a rejected one. A row
-error that IGNORE does not turn into a warning is found by splitting the batch.
+it rejects. A row error that IGNORE does not turn into a warning (a trigger's SIGNAL) is
+found by splitting the batch.
 
 The INSERT carries its values as literals. Every value was checked against a strict
 pattern in ingest/entries.py (digits, hex uuid, a-z, a fixed kind, formatted
@@ -39,9 +44,10 @@ NO_SUCH_TABLE = 1146
 
 COLUMNS = ("stream", "event_id", "uuid", "kind", "symbol", "guess", "ts", "conversation_ts")
 _ROW = "(%d,'%s','%s','%s','%s',%d,'%s','%s')"
-_INSERT = "INSERT IGNORE INTO {table} ({columns}) VALUES {{values}} RETURNING stream, event_id".format(
+_INSERT = "INSERT IGNORE INTO {table} ({columns}) VALUES {{values}}".format(
     table=events.name, columns=", ".join(events.c[name].name for name in COLUMNS))
-"""A redelivered entry hits the primary key (stream, event_id): skipped, not returned."""
+"""A redelivered entry hits the primary key (stream, event_id): skipped, not counted."""
+_RETURNING = " RETURNING stream, event_id"
 _STORED = "SELECT stream, event_id FROM events WHERE (stream, event_id) IN ({keys}) LOCK IN SHARE MODE"
 _KEY = "(%d,'%s')"
 DUPLICATE_KEY = 1062
@@ -99,30 +105,43 @@ class EventWriter:
     def _insert(self, rows):
         """One transaction: the rows, then the buckets of those really added. Returns
         (rows added, rejected [(row, reason)])."""
-        # Sorted by key, so two workers writing the same entries lock them in one order.
-        rows = sorted(rows, key=lambda row: (row[0], row[1]))
+        values = ",".join([_ROW % row for row in rows])
+        with self.engine.connect() as connection:
+            with connection.begin() as transaction:
+                if connection.exec_driver_sql(_INSERT.format(values=values)).rowcount == len(rows):
+                    self._count(connection, rows)
+                    return len(rows), []
+                transaction.rollback()  # some were skipped: find out which, below
+            with connection.begin():
+                return self._insert_carefully(connection, rows)
+
+    def _insert_carefully(self, connection, rows):
+        # A locking read sees the latest committed rows, not this transaction's snapshot,
+        # and holds the gaps of the missing keys until COMMIT.
+        stored = set(connection.exec_driver_sql(_STORED.format(
+            keys=",".join(_KEY % (row[0], row[1]) for row in rows))).fetchall())
+        fresh = [row for row in rows if (row[0], row[1]) not in stored]
+        if not fresh:
+            return 0, []
+        added = set(connection.exec_driver_sql(
+            _INSERT.format(values=",".join([_ROW % row for row in fresh])) + _RETURNING).fetchall())
         rejected = []
-        with self.engine.begin() as connection:
-            added = set(connection.exec_driver_sql(
-                _INSERT.format(values=",".join([_ROW % row for row in rows]))).fetchall())
-            if len(added) < len(rows):
-                rejected = self._rejected(connection, [r for r in rows if (r[0], r[1]) not in added])
-                new = [row for row in rows if (row[0], row[1]) in added]
-            else:
-                new = rows
-            deltas = range_buckets.deltas(
-                (row[KIND], row[SYMBOL], row[CONVERSATION_TS]) for row in new)
-            if deltas:
-                connection.exec_driver_sql(range_buckets.upsert_statement(deltas))
-        return len(new), rejected
+        if len(added) < len(fresh):
+            rejected = self._rejected(connection, [r for r in fresh if (r[0], r[1]) not in added])
+            fresh = [row for row in fresh if (row[0], row[1]) in added]
+        self._count(connection, fresh)
+        return len(fresh), rejected
+
+    @staticmethod
+    def _count(connection, rows):
+        deltas = range_buckets.deltas((row[KIND], row[SYMBOL], row[CONVERSATION_TS]) for row in rows)
+        if deltas:
+            connection.exec_driver_sql(range_buckets.upsert_statement(deltas))
 
     @staticmethod
     def _rejected(connection, skipped):
-        """The skipped rows that are not in og.events already (duplicates are fine)."""
+        """Rows IGNORE skipped though their keys were free: MariaDB refused them."""
         warnings = [message for _level, code, message in
                     connection.exec_driver_sql("SHOW WARNINGS").fetchall() if code != DUPLICATE_KEY]
-        # A locking read sees the latest committed rows, not this transaction's snapshot.
-        stored = set(connection.exec_driver_sql(_STORED.format(
-            keys=",".join(_KEY % (row[0], row[1]) for row in skipped))).fetchall())
         reason = f"rejected by MariaDB: {warnings[0] if warnings else 'row skipped'}"
-        return [(row, reason) for row in skipped if (row[0], row[1]) not in stored]
+        return [(row, reason) for row in skipped]
