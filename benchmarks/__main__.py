@@ -1,4 +1,4 @@
-"""python -m benchmarks [--quick] [--only throughput,growth,drain,memory,staleness,range,cluster]
+"""python -m benchmarks [--quick] [--only throughput,growth,drain,memory,staleness,range,cluster,proxy]
                        [--duration S] [--rounds N] [--workers N] [--out DIR]
 
 Starts private Redis and MariaDB, the API on each backend and the ingest worker, drives
@@ -17,7 +17,7 @@ from pathlib import Path
 
 from benchmarks import load, machine, plan as plans
 
-SCENARIOS = ("throughput", "growth", "drain", "memory", "staleness", "range", "cluster")
+SCENARIOS = ("throughput", "growth", "drain", "memory", "staleness", "range", "cluster", "proxy")
 RESULTS = Path(__file__).with_name("results")
 
 log = logging.getLogger("benchmarks")
@@ -112,6 +112,10 @@ def rewrite(path):
 
         results["cluster"]["summary"] = cluster.summarize(results["cluster"]["windows"],
                                                           results["cluster"]["drains"])
+    if "proxy" in results and "windows" in results["proxy"]:
+        from benchmarks.scenarios import proxy
+
+        results["proxy"]["summary"] = proxy.summarize(results["proxy"]["windows"])
     write(results, path.parent)
     return 0
 

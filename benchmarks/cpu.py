@@ -69,7 +69,7 @@ class CpuMeter:
 
 
 def api_pids(server):
-    """The gunicorn master and its workers."""
+    """A master and its workers: gunicorn's (the API), or nginx's (the proxy)."""
     return lambda: [server.process.pid, *children(server.process.pid)] if server.running else []
 
 

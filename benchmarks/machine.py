@@ -5,7 +5,7 @@ import re
 import subprocess
 from importlib import metadata
 
-from tests.servers import REPO_ROOT
+from tests.servers import REPO_ROOT, nginx_binary
 
 
 def _first_line(argv):
@@ -58,6 +58,7 @@ def describe():
         "redis": _first_line(["redis-server", "--version"]),
         "mariadb": _first_line(["mariadbd", "--version"]),
         "wrk": _first_line(["wrk", "-v"]),
+        "nginx": _first_line([nginx_binary(), "-v"]),
         "packages": {name: _version(name) for name in
                      ("gunicorn", "gevent", "Flask", "redis", "hiredis", "SQLAlchemy", "PyMySQL")},
         "git_commit": commit + (" (uncommitted changes)" if dirty else "") if commit else None,

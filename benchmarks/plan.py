@@ -48,6 +48,13 @@ class Plan:
     cluster_drain_backlog: int
     """Backlog one worker drains, from the cluster's partitions and from single Redis, per
     round (the request-path windows use `rounds` and `duration` like throughput)."""
+    proxy_rounds: int
+    """Rounds of the proxy scenario, each null, null+nginx, redis, redis+nginx (the order
+    within each pair alternates from round to round: an even number balances it).
+    --rounds sets it too."""
+    proxy_duration: int
+    """Seconds of each of its conversation-flow windows (after a plan.warmup one).
+    --duration sets it too."""
 
 
 FULL = Plan(rounds=3, duration=15, mixed_duration=10, read_duration=8, read_events=100_000,
@@ -61,7 +68,8 @@ FULL = Plan(rounds=3, duration=15, mixed_duration=10, read_duration=8, read_even
             range_per_client=150, range_cap_s=180, range_scan_queries=300,
             range_scan_budget_s=150, range_sqlite_max_events=10_000_000,
             range_sqlite_queries=300, range_sqlite_budget_s=90, range_overload_clients=150,
-            cluster_partitions=12, cluster_drain_backlog=300_000)
+            cluster_partitions=12, cluster_drain_backlog=300_000,
+            proxy_rounds=4, proxy_duration=12)
 
 QUICK = Plan(rounds=1, duration=4, mixed_duration=3, read_duration=2, read_events=20_000,
              warmup=1, read_delay_ms=100, read_connections=2,
@@ -74,14 +82,15 @@ QUICK = Plan(rounds=1, duration=4, mixed_duration=3, read_duration=2, read_event
             range_per_client=150, range_cap_s=60, range_scan_queries=300,
             range_scan_budget_s=30, range_sqlite_max_events=200_000,
             range_sqlite_queries=300, range_sqlite_budget_s=20, range_overload_clients=150,
-            cluster_partitions=12, cluster_drain_backlog=30_000)
+            cluster_partitions=12, cluster_drain_backlog=30_000,
+            proxy_rounds=1, proxy_duration=4)
 
 
 def build(quick=False, duration=None, rounds=None):
     plan = QUICK if quick else FULL
     if duration:
         plan = replace(plan, duration=duration, mixed_duration=duration,
-                       read_duration=max(2, duration // 2))
+                       read_duration=max(2, duration // 2), proxy_duration=duration)
     if rounds:
-        plan = replace(plan, rounds=rounds)
+        plan = replace(plan, rounds=rounds, proxy_rounds=rounds)
     return plan

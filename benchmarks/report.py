@@ -25,7 +25,8 @@ def _machine(results):
     packages = ", ".join(f"{k} {v}" for k, v in m["packages"].items())
     return "\n".join([
         f"- {m['nproc']} CPUs: {m['cpu_model']}; {m['memory_gib']} GiB RAM; kernel {m['kernel']}; {m['os']}",
-        f"- {m['redis']}; {m['mariadb']}; {m['wrk']}; Python {m['python']}; {packages}",
+        f"- {m['redis']}; {m['mariadb']}; {m['wrk']}"
+        + (f"; {m['nginx']}" if m.get("nginx") else "") + f"; Python {m['python']}; {packages}",
         f"- commit {m['git_commit']}; load average before {m['load_average_before']}, "
         f"after {m.get('load_average_after')} (the machine is shared: see the *other tenants* CPU column)",
     ])
@@ -459,14 +460,113 @@ def _cluster(results, figures):
         "on single Redis into its one stream; then `python -m ingest run --burst`, timed by "
         "the worker's own *starting*/*stopped* log lines (as the drain scenario). Redis cores: "
         "all nodes. Events per batch: from the worker's debug lines (*flushed N events*); on "
-        "a cluster one read takes up to OG_INGEST_BATCH_SIZE from each partition's stream "
-        "(ingest/worker.py `_poll`), so a batch may hold up to P times that.\n",
+        "a cluster one read takes an equal share of OG_INGEST_BATCH_SIZE from each "
+        "partition's stream (ingest/worker.py `_poll`), one pipelined read per node.\n",
         _table(("store", "partitions", "backlog", "events/s (median)", "per round", "vs single",
                 "worker CPU µs/event", "worker cores", "MariaDB cores", "Redis cores",
                 "events per batch mean / max", "XADD fill/s", "og.events"), drain_rows),
         "",
         check_text,
     ] + ([f"\n![cluster]({figures['cluster']})"] if "cluster" in figures else []))
+
+
+def _ms_added(value):
+    return "–" if value is None else f"{value:+.1f} ms"
+
+
+def _us_added(value):
+    return "–" if value is None else f"{value:+.0f} µs"
+
+
+def _ratios(values):
+    return _rounds(values, lambda v: "–" if v is None else f"{v:.2f}")
+
+
+def _proxy(results, figures):
+    p = results["proxy"]
+    s = p["summary"]
+    plan = results["plan"]
+    rows = []
+    for label, row in s["flow"].items():
+        k = s["cost"][label]
+        proxied = label.endswith("+nginx")
+        backend = label[:-len("+nginx")] if proxied else label
+        pair = s["proxy"].get(backend, {})
+        rows.append((
+            f"{backend}, " + ("(b) nginx → gunicorn (unix socket)" if proxied
+                              else "(a) gunicorn direct (TCP)"),
+            _n(row["ok_per_s"]), _rounds(row["rounds_ok_per_s"]),
+            _x(pair.get("vs_direct")) if proxied else "–",
+            _n(row["p50_ms"], 1), _n(row["p99_ms"], 1), _n(row["p999_ms"], 1),
+            _n(row["errors"]), _n(row["generator_cores"], 2), _n(k["api_cores"], 2),
+            _n(k["nginx_cores"], 2) if proxied else "–", _n(k["others_cores"], 2),
+            _n(k["api_us_per_2xx"]), f"**{_n(k['nginx_us_per_request'])}**" if proxied else "–",
+            _n(k["all_us_per_2xx"])))
+    lines = []
+    for backend, d in s["proxy"].items():
+        lines.append(
+            f"- **{backend}**: (b)/(a) **{_x(d['vs_direct'])}** (ratio of the medians; median of "
+            f"the per-round ratios {_x(d['vs_direct_median_of_rounds'])}; per round "
+            f"{_ratios(d['vs_direct_rounds'])}); latency p50 {_ms_added(d['p50_added_ms'])}, "
+            f"p99 {_ms_added(d['p99_added_ms'])}. nginx used **{_n(d['nginx_us_per_request'])} µs "
+            f"of CPU per request** ({_n(d['nginx_cores'], 2)} cores). CPU per 2xx, direct → "
+            f"proxied: API {_n(d['api_us_per_2xx_direct'])} → {_n(d['api_us_per_2xx_proxied'])} µs, "
+            f"all {_n(d['all_us_per_2xx_direct'])} → {_n(d['all_us_per_2xx_proxied'])} µs "
+            f"({_us_added(d['added_us_per_2xx'])}): "
+            f"cost ratio {_x(d['cost_ratio'])} (per round {_ratios(d['cost_ratio_rounds'])}), "
+            "the throughput ratio to expect with equal CPU.")
+    to_null = s.get("redis_vs_null", {})
+    if to_null:
+        lines.append("- redis / null: " + "; ".join(
+            f"{'through nginx' if way == 'proxied' else 'direct'} {_x(v['vs_null'])} "
+            f"(per round {_ratios(v['vs_null_rounds'])})" for way, v in to_null.items()) + ".")
+    checks = s["checks"]
+    bad = [c for c in checks if not c["ok"]]
+    logged = sum(c["nginx_error_log_lines"] for c in checks)
+    events = [c["events"] for c in checks if c.get("events")]
+    if bad:
+        check_text = (f"**Checks FAILED** for {len(bad)} of {len(checks)} windows: "
+                      + "; ".join(f"round {c['round']} {c['label']}: "
+                                  + str({k: v for k, v in c.items() if k != 'nginx_error_log'})
+                                  for c in bad))
+    else:
+        check_text = (
+            f"**Checks**: {len(checks)} windows (warm-ups included): every answer 2xx, no "
+            "socket error or timeout; after each redis window og.events gained exactly what the "
+            "API appended to the stream, at least every 200 wrk saw, and nothing was left "
+            f"undrained ({len(events)} windows, {_n(sum(e['stored'] for e in events))} events).")
+    check_text += (f" nginx's error.log (level warn) gained {logged} line(s) during the windows"
+                   + (" (results.json, `proxy.windows[].check.nginx_error_log`)." if logged else "."))
+    return "\n".join([
+        "## nginx in front of gunicorn vs gunicorn direct\n",
+        "What the reverse proxy of `make run` costs. One run, rounds interleaved: in each round "
+        "null and redis, each (a) gunicorn direct on a loopback TCP port, exactly as the "
+        "throughput scenario runs it, and (b) the same gunicorn.conf.py and settings on a unix "
+        "socket (OG_GUNICORN_BIND=unix:PATH) behind the project's nginx "
+        "(provision/nginx.conf.template rendered by provision/nginx_conf.py as `make run` "
+        "renders it: 2 workers, 16 idle keep-alive connections to gunicorn per worker, "
+        "request and response buffering), wrk pointed at nginx; the order within each pair "
+        "alternates from round to round. The conversation flow with wrk `-t1 -c64` pinned "
+        f"to core 1 (conversation.lua, as throughput), {p.get('duration_s', plan['duration'])} s "
+        f"windows after a {plan['warmup']} s warm-up, {p.get('rounds', plan['rounds'])} "
+        "round(s); medians over rounds. redis: the request path, ingest worker stopped during "
+        "the window (backlog drained and checked afterwards), as throughput's *redis* row. "
+        "nginx shares the 2 cores with gunicorn, Redis, MariaDB and wrk, so every µs it uses "
+        "is taken from the API. *nginx µs/request*: nginx's master and workers' CPU "
+        "(/proc/<pid>/stat, as for gunicorn) per request wrk made; *API µs/2xx*: gunicorn's "
+        "CPU per 2xx; *all µs/2xx*: API, nginx, Redis and MariaDB per 2xx.\n",
+        "**The headline ratios to null** (the Targets above, the throughput section, "
+        "benchmarks/README.md) **stay gunicorn-direct**: wrk straight at gunicorn's TCP "
+        "port, on null as on redis. This section says only what the proxy in front of it "
+        "costs.\n",
+        _table(("backend, way", "2xx/s (median)", "per round", "(b)/(a)", "p50 ms", "p99 ms",
+                "p99.9 ms", "errors", "wrk cores", "API cores", "nginx cores", "other tenants",
+                "API µs/2xx", "nginx µs/request", "all µs/2xx"), rows),
+        "",
+        "\n".join(lines),
+        "",
+        check_text,
+    ])
 
 
 def render(results, figures):
@@ -484,7 +584,8 @@ def render(results, figures):
                           ("memory", lambda: _memory(results)),
                           ("staleness", lambda: _staleness(results)),
                           ("range", lambda: _range(results, figures)),
-                          ("cluster", lambda: _cluster(results, figures))):
+                          ("cluster", lambda: _cluster(results, figures)),
+                          ("proxy", lambda: _proxy(results, figures))):
         if name in results:
             parts += ["", section()]
     return "\n".join(parts) + "\n"

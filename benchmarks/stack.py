@@ -14,8 +14,9 @@ from pathlib import Path
 
 import redis as redislib
 
-from tests.servers import (REPO_ROOT, GunicornServer, MariaDBServer, RedisCluster,
-                           RedisClusterNode, RedisServer, ServerProcess, free_cluster_port)
+from tests.servers import (REPO_ROOT, GunicornServer, MariaDBServer, NginxServer, RedisCluster,
+                           RedisClusterNode, RedisServer, ServerProcess, UnixGunicornServer,
+                           free_cluster_port)
 
 PYTHON = str(REPO_ROOT / ".venv" / "bin" / "python")
 PRODUCT_VARS = ("REDIS_URL", "DATABASE_URL")
@@ -65,6 +66,24 @@ class BenchCluster(RedisCluster):
                 node.kill()
                 if attempt == 4 or time.monotonic() > deadline:
                     raise
+
+
+class ProxiedApi:
+    """The API as `make run` serves it: gunicorn (the same gunicorn.conf.py) on a unix
+    socket, and the project's nginx (provision/nginx.conf.template rendered by
+    provision/nginx_conf.py, as make run renders it) in front of it on a loopback port."""
+
+    def __init__(self, gunicorn, nginx):
+        self.gunicorn = gunicorn
+        self.nginx = nginx
+
+    @property
+    def url(self):
+        return self.nginx.url
+
+    @property
+    def running(self):
+        return self.gunicorn.running and self.nginx.running
 
 
 class IngestWorker(ServerProcess):
@@ -187,6 +206,23 @@ class Stack:
             yield server.start()
         finally:
             server.stop()
+
+    @contextlib.contextmanager
+    def proxied_api(self, label, env):
+        """gunicorn on a unix socket with nginx in front (tests/servers.py UnixGunicornServer
+        and NginxServer, as make run starts them: nginx once gunicorn answers); yields a
+        ProxiedApi. nginx is stopped first (SIGQUIT), then gunicorn."""
+        gunicorn = UnixGunicornServer(self.dir / f"api-{label}", env)
+        nginx = NginxServer(self.dir / f"nginx-{label}", gunicorn.upstream)
+        try:
+            gunicorn.start()
+            nginx.start()
+            yield ProxiedApi(gunicorn, nginx)
+        finally:
+            try:
+                nginx.stop()
+            finally:
+                gunicorn.stop()
 
     @contextlib.contextmanager
     def ingest_worker(self, env, label="worker"):

@@ -10,6 +10,10 @@ to the stream (XINFO STREAM entries-added), and at least the events wrk saw answ
 The store "cluster" is the stack's Redis Cluster (3 masters + 1 replica each): its
 streams are summed over the partitions the target's OG_STREAM_PARTITIONS says, and its
 Redis CPU is counted over every node (role "redis": masters, "replicas": replicas).
+
+With `proxy=True` the API is served as `make run` serves it: gunicorn on a unix socket
+behind the project's nginx (Stack.proxied_api); `url` is nginx's, role "api" is still
+gunicorn's master and workers, and role "nginx" nginx's master and workers.
 """
 import contextlib
 import logging
@@ -103,10 +107,12 @@ def preload_store(stack, backend, events, store="main"):
 
 class Target:
     def __init__(self, stack, backend, worker=False, store="main", reset=True, preload=0,
-                 settings=None, label=None):
+                 settings=None, label=None, proxy=False):
         """`settings`: product variables added to the API's and the worker's environment
-        (e.g. OG_STREAM_PARTITIONS); `label`: the name in logs and results."""
+        (e.g. OG_STREAM_PARTITIONS); `label`: the name in logs and results; `proxy`: serve
+        the API behind nginx (gunicorn on a unix socket), as make run does."""
         self.stack = stack
+        self.proxy = proxy
         self.backend = backend
         self.worker_running = worker
         self.store = store
@@ -138,7 +144,8 @@ class Target:
                 self.redis = self._exit.enter_context(
                     contextlib.closing(self.stack.redis_client(self.store)))
                 self.added_before = entries_added(self.redis, self.partitions)
-            self.api = self._exit.enter_context(self.stack.api(self.label.replace("@", "-"), self.env))
+            serve = self.stack.proxied_api if self.proxy else self.stack.api
+            self.api = self._exit.enter_context(serve(self.label.replace("@", "-"), self.env))
             if self.worker_running:
                 self.worker = self._exit.enter_context(self.stack.ingest_worker(self.env, self.label))
         except BaseException:
@@ -150,8 +157,11 @@ class Target:
         self._exit.close()
 
     def cpu_roles(self):
-        roles = {"api": cpu.api_pids(self.api), "mariadb": cpu.pid_of(self.stack.started_mariadb()),
+        gunicorn = self.api.gunicorn if self.proxy else self.api
+        roles = {"api": cpu.api_pids(gunicorn), "mariadb": cpu.pid_of(self.stack.started_mariadb()),
                  "ingest": cpu.pid_of(self.worker)}
+        if self.proxy:
+            roles["nginx"] = cpu.api_pids(self.api.nginx)  # its master and workers
         if self.store == CLUSTER and self.backend == "redis":
             cluster = self.stack.redis_cluster()
             # Roles as the nodes say now (a failover would swap them; the window's check
