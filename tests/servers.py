@@ -115,6 +115,10 @@ class ServerProcess:
         """Start it again if a test killed or stopped it (and did not restart it)."""
         return self.start()
 
+    clears_group = False
+    """A master with workers (gunicorn, nginx): after a SIGKILL of the master (or a hang)
+    its workers may remain, so the process group we created is cleared after a stop."""
+
     def _signal_and_wait(self, signum, timeout):
         if self.process is None:
             return None
@@ -125,6 +129,11 @@ class ServerProcess:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait(STOP_TIMEOUT_S)
+        if self.clears_group:
+            try:
+                os.killpg(self.process.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
         return self.process.returncode
 
     def stop(self, timeout=STOP_TIMEOUT_S):
@@ -250,6 +259,7 @@ class GunicornServer(ServerProcess):
     on a free port."""
 
     name = "gunicorn"
+    clears_group = True
 
     def __init__(self, data_dir, env, port=None):
         super().__init__(data_dir, port)
@@ -280,16 +290,6 @@ class GunicornServer(ServerProcess):
         finally:
             connection.close()
 
-    def _signal_and_wait(self, signum, timeout):
-        code = super()._signal_and_wait(signum, timeout)
-        # The master stops its workers on SIGTERM; after a SIGKILL of the master (or a
-        # hang) its workers may remain, so clear the process group we created.
-        if self.process is not None:
-            try:
-                os.killpg(self.process.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-        return code
 
 
 # --- a local Redis Cluster -------------------------------------------------------------
@@ -1055,6 +1055,7 @@ class NginxServer(ServerProcess):
     process group. `per_client` sets the requests in progress per client address."""
 
     name = "nginx"
+    clears_group = True
 
     def __init__(self, data_dir, upstream, port=None, per_client=None):
         super().__init__(data_dir, port)
@@ -1103,16 +1104,6 @@ class NginxServer(ServerProcess):
     def stop(self, timeout=STOP_TIMEOUT_S):
         return self._signal_and_wait(signal.SIGQUIT, timeout)
 
-    def _signal_and_wait(self, signum, timeout):
-        code = super()._signal_and_wait(signum, timeout)
-        # nginx's workers leave with their master; after a SIGKILL of the master they
-        # would not, so clear the process group we created.
-        if self.process is not None:
-            try:
-                os.killpg(self.process.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-        return code
 
     def error_log(self):
         return log_tail(self.error_log_path)

@@ -33,14 +33,11 @@ def new_uuid():
 
 
 def post(api, path, body):
-    data = body if isinstance(body, bytes) else json.dumps(body).encode()
-    response = api.client.post(path, data=data, content_type="application/json")
-    return response.status_code, response.get_json(silent=True)
+    return api.post(path, body)
 
 
 def get(api, path):
-    response = api.client.get(path)
-    return response.status_code, response.get_json(silent=True)
+    return api.get(path)
 
 
 def assert_error(status, body, expected_status):
