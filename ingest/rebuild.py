@@ -138,8 +138,9 @@ def rebuild(redis_client, engine, partitions, conversation_ttl):
         redis_client.delete(keys.stats(partition))
     for partition in range(partitions):
         live, aside = keys.stats(partition), keys.stats(partition) + ":rebuild"
-        pipe = redis_client.pipeline(transaction=True)
-        pipe.delete(aside)
+        # Plain commands, not a MULTI: RENAME is the atomic step (the aside key is ours
+        # alone), and redis-py refuses RENAME in a cluster pipeline.
+        redis_client.delete(aside)
         mapping = {}
         if partition == 0:
             for symbol, entry in stats.items():
@@ -147,11 +148,10 @@ def rebuild(redis_client, engine, partitions, conversation_ttl):
                     if value is not None:
                         mapping[f"{symbol}:{name}"] = value
         if mapping:
-            pipe.hset(aside, mapping=mapping)
-            pipe.rename(aside, live)
+            redis_client.hset(aside, mapping=mapping)
+            redis_client.rename(aside, live)
         else:
-            pipe.delete(live)
-        pipe.execute()
+            redis_client.delete(live)
 
     pipe = redis_client.pipeline(transaction=False)
     for count, (uuid, (symbol, guess, cts, followed)) in enumerate(conversations.items(), 1):

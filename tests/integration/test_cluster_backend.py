@@ -2,6 +2,7 @@
 found from REDIS_URL alone: exact dashboards and raw store, partitions on every master,
 scripts reloaded per node, a changed partition count refused, WAIT that says 503 when no
 replica has the write."""
+import json
 import random
 import time
 from datetime import datetime
@@ -132,3 +133,24 @@ def test_wait_without_a_replica_answers_503_and_a_retry_tells_what_happened(
         assert time.monotonic() < deadline
         time.sleep(0.1)
     assert status == 409
+
+
+def test_status_and_rebuild_find_the_cluster_from_redis_url(make_app, cluster, database,
+                                                           mariadb_server):
+    api = cluster_app(make_app, cluster)
+    accepted = converse(api, 60, 0.5, random.Random(6))[0]
+    settings = {"REDIS_URL": cluster.url, "DATABASE_URL": mariadb_server.url,
+                "OG_STREAM_PARTITIONS": PARTITIONS}
+    status = run_ingest("status", "--json", **settings)
+    assert status.returncode == 0, status.stderr
+    report = json.loads(status.stdout)
+    assert len(report) == PARTITIONS
+    assert sum(item["length"] for item in report) == len(accepted)  # nothing drained yet
+    drain()
+    for master in cluster.masters():  # Redis loses its aggregates (the stream is drained)
+        master.execute("FLUSHALL")
+    rebuilt = run_ingest("rebuild", **settings)
+    assert rebuilt.returncode == 0, rebuilt.stderr
+    assert_symbol_dashboards_match_events(api.get, database)
+    conversation = next(u for u, k in accepted if k == "initial" and (u, "followup") not in accepted)
+    assert post(api, "/followup", {"uuid": conversation})[0] == 200  # conversations restored
