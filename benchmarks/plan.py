@@ -78,12 +78,12 @@ QUICK = Plan(rounds=1, duration=4, mixed_duration=3, read_duration=2, read_event
              drain_batch_sizes=(250, 1000, 5000), drain_backlog=20_000,
              drain_headline_backlog=50_000,
              memory_conversations=10_000, staleness_probes=5,
-            range_events=(50_000, 200_000), range_sequential=300, range_clients=8,
-            range_per_client=150, range_cap_s=60, range_scan_queries=300,
-            range_scan_budget_s=30, range_sqlite_max_events=200_000,
-            range_sqlite_queries=300, range_sqlite_budget_s=20, range_overload_clients=150,
-            cluster_partitions=12, cluster_drain_backlog=30_000,
-            proxy_rounds=1, proxy_duration=4)
+             range_events=(50_000, 200_000), range_sequential=300, range_clients=8,
+             range_per_client=150, range_cap_s=60, range_scan_queries=300,
+             range_scan_budget_s=30, range_sqlite_max_events=200_000,
+             range_sqlite_queries=300, range_sqlite_budget_s=20, range_overload_clients=150,
+             cluster_partitions=12, cluster_drain_backlog=30_000,
+             proxy_rounds=1, proxy_duration=4)
 
 
 def build(quick=False, duration=None, rounds=None):

@@ -97,8 +97,7 @@ def into_events(connection, events):
 def into_streams(redis_client, events, partitions, seed=None):
     """XADD `events` entries over the streams of `partitions` partitions, each entry into
     the partition its uuid maps to (keys.partition_of, as the API does: a followup lands
-    beside its initial), fields as server/lua/*.lua write them. With partitions=1 this
-    is into_stream. The same `seed` gives the same entries whatever `partitions` is.
+    beside its initial), fields as server/lua/*.lua write them. The same `seed` gives the same entries whatever `partitions` is.
 
     On a Redis Cluster `redis_client` is a redis.RedisCluster: each pipeline is sent as
     one per node. Returns the number of entries added."""
@@ -122,20 +121,6 @@ def into_streams(redis_client, events, partitions, seed=None):
     return added
 
 
-def into_stream(redis_client, events, partition=0):
-    """XADD `events` entries with exactly the fields server/lua/*.lua write."""
-    stream, pipe, added = keys.stream(partition), redis_client.pipeline(transaction=False), 0
-    entries = []
-    for uuid, symbol, guess, ts, followup in conversations(events, seed=random.getrandbits(32)):
-        g = "1" if guess else "0"
-        entries.append((ts, ("initial", uuid, symbol, g, str(ts), str(ts))))
-        if followup:
-            entries.append((followup, ("followup", uuid, symbol, g, str(followup), str(ts))))
-    entries.sort()
-    for _, (kind, uuid, symbol, g, ts, cts) in entries:
-        pipe.xadd(stream, {"kind": kind, "uuid": uuid, "symbol": symbol, "guess": g, "ts": ts, "cts": cts})
-        added += 1
-        if added % XADD_PIPELINE == 0:
-            pipe.execute()
-    pipe.execute()
-    return added
+def into_stream(redis_client, events):
+    """XADD `events` entries into partition 0's stream, fields as server/lua/*.lua write."""
+    return into_streams(redis_client, events, 1)

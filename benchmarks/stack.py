@@ -9,14 +9,12 @@ import os
 import shutil
 import subprocess
 import tempfile
-import time
 from pathlib import Path
 
 import redis as redislib
 
 from tests.servers import (REPO_ROOT, GunicornServer, MariaDBServer, NginxServer, RedisCluster,
-                           RedisClusterNode, RedisServer, ServerProcess, UnixGunicornServer,
-                           free_cluster_port)
+                           RedisClusterNode, RedisServer, ServerProcess, UnixGunicornServer)
 
 PYTHON = str(REPO_ROOT / ".venv" / "bin" / "python")
 PRODUCT_VARS = ("REDIS_URL", "DATABASE_URL")
@@ -51,21 +49,7 @@ class BenchClusterNode(RedisClusterNode):
 class BenchCluster(RedisCluster):
     """tests/servers.py's six-node cluster (3 masters + 1 replica each) of BenchClusterNodes."""
 
-    def __init__(self, base_dir, node_timeout_ms=CLUSTER_NODE_TIMEOUT_MS):
-        super().__init__(base_dir, node_timeout_ms)
-
-    def _start_node(self, directory, index, taken, deadline):
-        # As RedisCluster._start_node, with our node class: a port taken before
-        # redis-server binds it makes it exit at once; try another.
-        for attempt in range(5):
-            port = free_cluster_port(taken)
-            node = BenchClusterNode(directory / f"node-{index}-{port}", port, self.node_timeout_ms)
-            try:
-                return node.start(max(1.0, deadline - time.monotonic()))
-            except RuntimeError:
-                node.kill()
-                if attempt == 4 or time.monotonic() > deadline:
-                    raise
+    node_class = BenchClusterNode
 
 
 class ProxiedApi:
@@ -145,7 +129,8 @@ class Stack:
     def redis_cluster(self):
         """The private Redis Cluster (started on first use, 6 nodes)."""
         if self._cluster is None:
-            self._cluster = self._own(BenchCluster(self.dir / "redis-cluster"))
+            self._cluster = self._own(BenchCluster(self.dir / "redis-cluster",
+                                                   node_timeout_ms=CLUSTER_NODE_TIMEOUT_MS))
         return self._cluster
 
     def started_redis_cluster(self):

@@ -11,6 +11,7 @@ A write is sent again only when Redis said it did not run it (MOVED, ASK, TRYAGA
 NOSCRIPT, CLUSTERDOWN before execution). A lost connection or a timeout after sending
 leaves the outcome unknown: that call fails (503), it is never sent a second time.
 """
+import hashlib
 import threading
 import time
 
@@ -220,8 +221,6 @@ class CoalescingClient:
         self._short = {}  # node -> (until, acknowledged) after a short WAIT
 
     def add_script(self, text):
-        import hashlib
-
         sha = hashlib.sha1(text.encode()).hexdigest()
         self.scripts[sha] = text
         return sha

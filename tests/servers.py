@@ -279,16 +279,8 @@ class GunicornServer(ServerProcess):
         return {"cwd": REPO_ROOT, "env": {**self.env, "OG_BIND": f"127.0.0.1:{self.port}"}}
 
     def ready(self):
-        # Any HTTP answer means a worker has booted; an unknown route touches no backend.
-        connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=1)
-        try:
-            connection.request("GET", "/__readiness_probe__")
-            connection.getresponse().read()
-            return True
-        except (OSError, http.client.HTTPException):
-            return False
-        finally:
-            connection.close()
+        # Any HTTP answer means a worker has booted.
+        return _http_probe(http.client.HTTPConnection("127.0.0.1", self.port, timeout=1))
 
 
 
@@ -494,6 +486,8 @@ class RedisCluster:
     node objects in `.nodes` keep their identity but not their role.
     """
 
+    node_class = RedisClusterNode
+    """What each node runs as (a subclass may change its redis-server options)."""
     MASTERS = 3
     SIZE = 6
 
@@ -544,7 +538,7 @@ class RedisCluster:
         # exits at once): try again with another port.
         for attempt in range(5):
             port = free_cluster_port(taken)
-            node = RedisClusterNode(directory / f"node-{index}-{port}", port, self.node_timeout_ms)
+            node = self.node_class(directory / f"node-{index}-{port}", port, self.node_timeout_ms)
             try:
                 return node.start(max(1.0, deadline - time.monotonic()))
             except RuntimeError:

@@ -28,7 +28,7 @@ from statistics import median
 
 from benchmarks import cpu, load, preload
 from benchmarks.backlog import stream_length
-from benchmarks.scenarios.drain import DRAIN_BOUND_S, _log_time
+from benchmarks.scenarios.drain import DRAIN_BOUND_S, drain_span
 from benchmarks.stack import CLUSTER, PYTHON
 from benchmarks.summary import add_ratios, median_of, ratio
 from benchmarks.targets import Target, count_events, database_name, reset_store
@@ -192,11 +192,7 @@ def _drain(stack, plan, label, store, partitions, number):
         worker = load.LoadProcess([PYTHON, "-m", "ingest", "run", "--burst"], DRAIN_BOUND_S, env)
         code, text, worker_cpu, wall = worker.wait()
         cores = meter.stop()
-        if code != 0:
-            raise RuntimeError(f"{label}: ingest run --burst exited {code}:\n{text[-2000:]}")
-        lines = text.splitlines()
-        start = _log_time(next(l for l in lines if ": starting on" in l))
-        stop = _log_time(next(l for l in lines if ": stopped;" in l))
+        lines, seconds = drain_span(code, text, f"{label}: ingest run --burst")
         batches = [int(m.group(1)) for m in map(FLUSHED.search, lines) if m]
         stored = count_events(stack, store)
         left = stream_length(client, partitions)
@@ -205,7 +201,7 @@ def _drain(stack, plan, label, store, partitions, number):
     result = {
         "round": number, "label": label, "partitions": partitions, "backlog": added,
         "fill_s": round(fill_s, 2), "fill_per_s": round(added / fill_s),
-        "drain_s": round(stop - start, 3), "events_per_s": round(added / (stop - start)),
+        "drain_s": round(seconds, 3), "events_per_s": round(added / seconds),
         "process_wall_s": round(wall, 2),
         "worker_cpu_us_per_event": round(worker_cpu / added * 1e6, 1),
         "worker_cores": round(worker_cpu / wall, 2), "mariadb_cores": cores["mariadb"],

@@ -29,6 +29,17 @@ def _log_time(line):
     return datetime.strptime(" ".join(line.split()[:2]), "%Y-%m-%d %H:%M:%S,%f").timestamp()
 
 
+def drain_span(code, text, what="ingest run --burst"):
+    """(log lines, seconds from the worker's *starting* to its *stopped* line) of a
+    finished `python -m ingest run --burst`; a failed run raises with its log's tail."""
+    if code != 0:
+        raise RuntimeError(f"{what} exited {code}:\n{text[-2000:]}")
+    lines = text.splitlines()
+    start = _log_time(next(l for l in lines if ": starting on" in l))
+    stop = _log_time(next(l for l in lines if ": stopped;" in l))
+    return lines, stop - start
+
+
 def _drain(stack, events, batch_size):
     reset_store(stack, "redis")
     client = stack.redis().client()
@@ -43,19 +54,15 @@ def _drain(stack, events, batch_size):
             worker = load.LoadProcess([PYTHON, "-m", "ingest", "run", "--burst"], DRAIN_BOUND_S, env)
             code, text, worker_cpu, wall = worker.wait()
         cores = meter.stop()
-        if code != 0:
-            raise RuntimeError(f"ingest run --burst exited {code}:\n{text[-2000:]}")
-        lines = text.splitlines()
-        start = _log_time(next(l for l in lines if ": starting on" in l))
-        stop = _log_time(next(l for l in lines if ": stopped;" in l))
+        _, seconds = drain_span(code, text)
         stored = count_events(stack)
         left = sampler.sample(0)
     finally:
         client.close()
     result = {
         "batch_size": batch_size, "backlog": added, "fill_s": round(fill_s, 2),
-        "fill_per_s": round(added / fill_s), "drain_s": round(stop - start, 3),
-        "events_per_s": round(added / (stop - start)), "process_wall_s": round(wall, 2),
+        "fill_per_s": round(added / fill_s), "drain_s": round(seconds, 3),
+        "events_per_s": round(added / seconds), "process_wall_s": round(wall, 2),
         "worker_cpu_us_per_event": round(worker_cpu / added * 1e6, 1),
         "worker_cores": round(worker_cpu / wall, 2), "mariadb_cores": cores["mariadb"],
         "redis_cores": cores["redis"], "machine_cores": cores["machine"],

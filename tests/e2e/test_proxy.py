@@ -30,7 +30,6 @@ import uuid as uuidlib
 from collections import Counter
 from pathlib import Path
 
-
 from tests.servers import REPO_ROOT
 from tests.workers import STREAM
 
