@@ -1,12 +1,12 @@
 """The event stream's backlog over time, sampled in a thread while a load runs.
 
-Reads the same figures as `python -m ingest status` (ingest.status.collect) through one
+Reads the same figures as `python -m ingest status` (core.pipeline.collect) through one
 Redis connection, instead of starting a Python process per sample on a busy machine.
 """
 import threading
 import time
 
-from ingest import status
+from core import pipeline
 from core import keys
 
 INTERVAL_S = 0.5
@@ -39,7 +39,7 @@ class BacklogSampler:
                 return
 
     def sample(self, at):
-        report = status.collect(self.redis, self.partitions)
+        report = pipeline.collect(self.redis, self.partitions)
         # Redis leaves lag null when it cannot compute it (or before the group exists);
         # the stream length minus what is pending bounds it from above then.
         return {"t": round(at, 3),

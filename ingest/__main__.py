@@ -15,8 +15,8 @@ import threading
 
 from redis.exceptions import RedisError
 
-from core import config, event_store, range_buckets, redis_client
-from ingest import rebuild, status
+from core import config, event_store, pipeline, range_buckets, redis_client
+from ingest import rebuild
 from ingest.metrics import Metrics
 from ingest.worker import BACKOFF_BASE_S, BACKOFF_CAP_S, LayoutMismatch, Worker
 from ingest.writer import EventWriter
@@ -110,8 +110,8 @@ def main(argv=None):
                         format="%(asctime)s %(levelname)s %(message)s")
 
     if args.command == "status":
-        report = status.collect(build_redis(settings), settings.stream_partitions)
-        print(json.dumps(report, indent=2) if args.json else status.render(report))
+        report = pipeline.collect(build_redis(settings), settings.stream_partitions)
+        print(json.dumps(report, indent=2) if args.json else pipeline.render(report))
         return 0
     if args.command == "rebuild":
         engine = event_store.build_engine(settings.database_url)

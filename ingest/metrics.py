@@ -1,7 +1,7 @@
 """Prometheus metrics of the ingest worker, served on a loopback port."""
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
-from core import keys
+from core.pipeline import stream_group_info
 
 
 class Metrics:
@@ -40,10 +40,3 @@ class Metrics:
             self.pending.labels(stream).set(group.get("pending", 0))
             self.backlog.labels(stream).set(redis_client.xlen(stream))
 
-
-def stream_group_info(redis_client, stream):
-    """The XINFO GROUPS entry of the ingest group, or {} when it does not exist."""
-    for group in redis_client.xinfo_groups(stream):
-        if group["name"] == keys.GROUP:
-            return group
-    return {}

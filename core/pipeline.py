@@ -1,7 +1,7 @@
-"""`python -m ingest status`: how far behind the drain is, per stream partition."""
+"""How far behind the drain is, per stream partition: read by `python -m ingest status`,
+the worker's metrics and the API's health route alike."""
 import time
 
-from ingest.metrics import stream_group_info
 from core import keys
 
 
@@ -38,3 +38,11 @@ def render(report):
             if key != "stream":
                 lines.append(f"  {key:<22} {value}")
     return "\n".join(lines)
+
+
+def stream_group_info(redis_client, stream):
+    """The XINFO GROUPS entry of the ingest group, or {} when it does not exist."""
+    for group in redis_client.xinfo_groups(stream):
+        if group["name"] == keys.GROUP:
+            return group
+    return {}
