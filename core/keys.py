@@ -12,6 +12,10 @@ its uuid, which is also where its followup lands:
                        <s>:f1 <s>:f0  of those, the ones that followed up
                        <s>:first <s>:last  earliest / latest /initial (epoch µs)
     og:{p}:dead        dead-letter stream: entries the worker could not write
+    og:{p}:undrained   entries appended but not yet acknowledged by the ingest group
+                       (lag + pending): the scripts add, the worker's acks subtract
+    og:{p}:fence       present while `ingest rebuild` runs: writes answer 503 (PX-bounded,
+                       so a crashed rebuild cannot fence writes for longer than that)
     og:{0}:layout      the partition count the store was made with (OG_STREAM_PARTITIONS)
 
 A symbol's totals are the sums over partitions (min/max for first/last).
@@ -42,6 +46,14 @@ def stats(partition: int) -> str:
 
 def dead_letters(partition: int) -> str:
     return f"{PREFIX}:{{{partition}}}:dead"
+
+
+def undrained(partition: int) -> str:
+    return f"{PREFIX}:{{{partition}}}:undrained"
+
+
+def fence(partition: int) -> str:
+    return f"{PREFIX}:{{{partition}}}:fence"
 
 
 def slot(key: str) -> int:

@@ -77,6 +77,7 @@ class Worker:
         self.stopping = threading.Event()
         self._trim = redis_client.register_script((LUA / "trim.lua").read_text())
         self._dead_letter = redis_client.register_script((LUA / "dead_letter.lua").read_text())
+        self._ack_script = redis_client.register_script((LUA / "ack.lua").read_text())
         self._handover = queue.Queue(maxsize=1)
         self._ready = False
         self._claimed_at = 0.0
@@ -279,7 +280,7 @@ class Worker:
                 log.warning("ingest %s: entry %s rejected (%s); left pending for retry",
                             self.name, key[1], reason)
         for partition in {p for p, _, _ in batch.entries}:
-            self._trim(keys=[keys.stream(partition)], args=[keys.GROUP])
+            self._trim(keys=[keys.stream(partition), keys.undrained(partition)], args=[keys.GROUP])
         log.debug("ingest %s: flushed %d events", self.name, written)
 
     def _write(self, rows):
@@ -298,15 +299,14 @@ class Worker:
                 self._backoff(failures)
 
     def _ack(self, done):
-        if not done:
-            return
         by_partition = {}
         for partition, entry_id in done:
             by_partition.setdefault(partition, []).append(entry_id)
-        pipe = self.redis.pipeline(transaction=False)
+        # One script per partition (its keys share a slot): XACK and the undrained
+        # counter move together.
         for partition, ids in by_partition.items():
-            pipe.xack(keys.stream(partition), keys.GROUP, *ids)
-        pipe.execute()
+            self._ack_script(keys=[keys.stream(partition), keys.undrained(partition)],
+                             args=[keys.GROUP, *ids])
 
     def _deliveries(self, partition, entry_id):
         info = self.redis.xpending_range(keys.stream(partition), keys.GROUP, min=entry_id,
@@ -317,7 +317,8 @@ class Worker:
         # Back to the bytes as read (hiredis packs str as strict UTF-8): an entry that was
         # not UTF-8 lands in the dead-letter stream unchanged.
         flat = [item.encode("utf-8", "surrogateescape") for pair in fields.items() for item in pair]
-        moved = self._dead_letter(keys=[keys.stream(partition), keys.dead_letters(partition)],
+        moved = self._dead_letter(keys=[keys.stream(partition), keys.dead_letters(partition),
+                                        keys.undrained(partition)],
                                   args=[keys.GROUP, entry_id, reason, *flat])
         if moved:
             self.dead_lettered += 1

@@ -176,7 +176,8 @@ class RedisInterface(DataInterface):
 
     def _keys(self, uuid):
         partition = keys.partition_of(uuid, self.partitions)
-        return (keys.conversation(partition, uuid), keys.stream(partition), keys.stats(partition))
+        return (keys.conversation(partition, uuid), keys.stream(partition), keys.stats(partition),
+                keys.undrained(partition), keys.fence(partition))
 
     def initial(self, uuid, symbol):
         guess = self.policy.guess(self._model_stats(symbol))

@@ -3,6 +3,7 @@
 --
 -- KEYS[1] event stream         og:{p}:events
 -- KEYS[2] dead-letter stream   og:{p}:dead
+-- KEYS[3] undrained counter    og:{p}:undrained
 -- ARGV[1] consumer group   ARGV[2] entry id   ARGV[3] reason
 -- ARGV[4..] the entry's fields and values, as read
 -- Returns 1 if the entry was still pending (and is now dead-lettered), 0 otherwise.
@@ -12,4 +13,7 @@ if redis.call('XACK', KEYS[1], ARGV[1], ARGV[2]) == 0 then
   return 0
 end
 redis.call('XADD', KEYS[2], '*', unpack(fields))
+if redis.call('DECR', KEYS[3]) < 0 then
+  redis.call('SET', KEYS[3], 0)
+end
 return 1

@@ -5,17 +5,30 @@
 -- KEYS[1] conversation key   og:{p}:conv:<uuid>
 -- KEYS[2] event stream       og:{p}:events
 -- KEYS[3] aggregates hash    og:{p}:stats
--- ARGV[1] uuid (canonical)   ARGV[2] backlog high-water mark, stream entries
--- Returns 'ok', 'unknown' (no such conversation in the window: 404),
--- 'followed' (already followed up: 409) or 'backlog' (503, nothing written).
+-- KEYS[4] undrained counter  og:{p}:undrained
+-- KEYS[5] rebuild fence      og:{p}:fence
+-- ARGV[1] uuid (canonical)   ARGV[2] backlog high-water mark, entries
+-- ARGV[3] (optional) the conversation as og.events records it, "-<symbol><guess><ts>",
+--         when its window has passed; ARGV[4] seconds to keep it then
+-- Returns 'ok', 'unknown' (not in the window: the caller may look in og.events and call
+-- again with ARGV[3]), 'followed' (already followed up: 409), 'backlog' or 'fenced' (503);
+-- nothing is written unless 'ok'.
 local conversation = redis.call('GET', KEYS[1])
+local restored = false
 if not conversation then
-  return 'unknown'
+  if not ARGV[3] then
+    return 'unknown'
+  end
+  conversation, restored = ARGV[3], true
 end
 if string.sub(conversation, 1, 1) == '+' then
   return 'followed'
 end
-if redis.call('XLEN', KEYS[2]) >= tonumber(ARGV[2]) then
+local guard = redis.call('MGET', KEYS[4], KEYS[5])
+if guard[2] then
+  return 'fenced'
+end
+if tonumber(guard[1] or '0') >= tonumber(ARGV[2]) then
   return 'backlog'
 end
 
@@ -24,8 +37,15 @@ local conversation_ts = string.sub(conversation, 4)
 local now = redis.call('TIME')
 local ts = now[1] .. string.format('%06d', now[2])
 
-redis.call('SET', KEYS[1], '+' .. string.sub(conversation, 2), 'KEEPTTL')
+if restored then
+  -- Kept for a window again, so a second followup is a 409 from here, not from og.events
+  -- (where this one lands only after the ingest delay).
+  redis.call('SET', KEYS[1], '+' .. string.sub(conversation, 2), 'EX', ARGV[4])
+else
+  redis.call('SET', KEYS[1], '+' .. string.sub(conversation, 2), 'KEEPTTL')
+end
 redis.call('XADD', KEYS[2], '*', 'kind', 'followup', 'uuid', ARGV[1], 'symbol', symbol,
            'guess', guess, 'ts', ts, 'cts', conversation_ts)
+redis.call('INCR', KEYS[4])
 redis.call('HINCRBY', KEYS[3], symbol .. ':f' .. guess, 1)
 return 'ok'

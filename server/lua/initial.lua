@@ -5,13 +5,22 @@
 -- KEYS[1] conversation key   og:{p}:conv:<uuid>
 -- KEYS[2] event stream       og:{p}:events
 -- KEYS[3] aggregates hash    og:{p}:stats
+-- KEYS[4] undrained counter  og:{p}:undrained
+-- KEYS[5] rebuild fence      og:{p}:fence
 -- ARGV[1] uuid (canonical)   ARGV[2] symbol (a-z)   ARGV[3] guess ('1' vowel, '0' consonant)
--- ARGV[4] conversation window, seconds   ARGV[5] backlog high-water mark, stream entries
--- Returns 'ok', 'exists' (the uuid already started a conversation: 409) or
--- 'backlog' (the stream is over the high-water mark: 503, nothing written).
+-- ARGV[4] conversation window, seconds   ARGV[5] backlog high-water mark, entries
+-- Returns 'ok', 'exists' (the uuid already started a conversation: 409), 'backlog'
+-- (more undrained entries than the mark: 503) or 'fenced' (a rebuild runs: 503);
+-- nothing is written unless 'ok'.
 local uuid, symbol, guess = ARGV[1], ARGV[2], ARGV[3]
 
-if redis.call('XLEN', KEYS[2]) >= tonumber(ARGV[5]) then
+local guard = redis.call('MGET', KEYS[4], KEYS[5])
+if guard[2] then
+  return 'fenced'
+end
+-- Undrained, not XLEN: entries already written and acknowledged may wait behind a dead
+-- worker's pending ones to be trimmed, and are no backlog.
+if tonumber(guard[1] or '0') >= tonumber(ARGV[5]) then
   return 'backlog'
 end
 
@@ -24,6 +33,7 @@ end
 
 redis.call('XADD', KEYS[2], '*', 'kind', 'initial', 'uuid', uuid, 'symbol', symbol,
            'guess', guess, 'ts', ts, 'cts', ts)
+redis.call('INCR', KEYS[4])
 
 -- ts strings have the same length (16 digits until 2286), so string order is time order;
 -- comparing keeps first/last right even if the clock steps back.
