@@ -122,6 +122,8 @@ def main(argv=None):
                                       settings.conversation_ttl)
         except rebuild.RebuildRefused as error:
             parser.exit(2, f"python -m ingest rebuild: {error}\n")
+        except rebuild.FenceLost as error:
+            parser.exit(1, f"python -m ingest rebuild: {error}\n")
         summary["range_bucket_days"] = days
         print(json.dumps(summary))
         return 0

@@ -1,12 +1,16 @@
 """`python -m ingest rebuild`: recompute Redis's hot state from the durable store.
 
-For when Redis is lost or its aggregates are in doubt. Sources: og.events, plus the
-stream entries not yet drained (if the stream survived). Rebuilt: every partition's
-stats hash (swapped in atomically by RENAME) and the conversation keys still inside the
-followup window. Run it with the API stopped: requests accepted during a rebuild may be
-missing from the swapped-in aggregates.
+For when Redis is lost or its aggregates are in doubt; safe with the API serving. The
+rebuild fences writes (they answer 503 "being rebuilt", not recorded) for as long as
+it runs, and the fence ends with it, or FENCE_TTL_MS after it crashed. Sources: og.events
+plus the stream entries not yet in it. Rebuilt: every partition's stats hash and the
+conversation keys still inside the followup window; each write is made only while the
+fence still holds.
 """
+import threading
+import uuid as uuid_module
 from collections import defaultdict
+from pathlib import Path
 
 from sqlalchemy import case, func, select, tuple_
 
@@ -14,6 +18,10 @@ from ingest.entries import MalformedEntry, Rows
 from core import keys, timestamps
 from core.event_store import events
 
+LUA = Path(__file__).with_name("lua")
+FENCE_TTL_MS = 10_000
+"""A crashed rebuild fences writes for at most this long; a live one extends its fence
+every third of it."""
 CHUNK = 1000
 
 
@@ -32,15 +40,17 @@ def _add(stats, symbol, guess, kind, ts):
     entry["last"] = ts if entry["last"] is None else max(entry["last"], ts)
 
 
-def _from_database(connection, stats):
+def _from_database(connection, stats, partitions):
+    """Add og.events into stats[partition][symbol], each event under the partition of the
+    stream it came from (modulo a changed partition count)."""
     initial = events.c.kind == "initial"
     query = select(
-        events.c.symbol, events.c.guess,
+        events.c.stream, events.c.symbol, events.c.guess,
         func.sum(case((initial, 1), else_=0)), func.sum(case((initial, 0), else_=1)),
         func.min(case((initial, events.c.ts))), func.max(case((initial, events.c.ts))),
-    ).group_by(events.c.symbol, events.c.guess)
-    for symbol, guess, n, f, first, last in connection.execute(query):
-        entry, g = stats[symbol], "1" if guess else "0"
+    ).group_by(events.c.stream, events.c.symbol, events.c.guess)
+    for stream, symbol, guess, n, f, first, last in connection.execute(query):
+        entry, g = stats[stream % partitions][symbol], "1" if guess else "0"
         entry["n" + g] += int(n)
         entry["f" + g] += int(f)
         for bound, pick in ((first, min), (last, max)):
@@ -50,11 +60,12 @@ def _from_database(connection, stats):
                 entry[field] = micros if entry[field] is None else pick(entry[field], micros)
 
 
-def _undrained(redis_client, connection, partitions):
-    """Well-formed stream entries (partition, id, fields) that og.events does not hold yet.
+def _stream_entries(redis_client, partitions):
+    """Every well-formed entry (partition, id, fields) in the streams now.
 
-    Malformed entries are skipped: the API never wrote (or counted) them, and the
-    worker dead-letters them.
+    Read before og.events is: an entry trimmed from a stream was committed before, so it
+    is in og.events' snapshot, taken after. Malformed entries are skipped: the API never
+    wrote (or counted) them, and the worker dead-letters them.
     """
     rows, found = Rows(), []
     for partition in range(partitions):
@@ -63,20 +74,26 @@ def _undrained(redis_client, connection, partitions):
             batch = redis_client.xrange(keys.stream(partition), min=start, max="+", count=CHUNK)
             if not batch:
                 break
-            ids = [entry_id for entry_id, _ in batch]
-            stored = {row.event_id for row in connection.execute(
-                select(events.c.event_id).where(
-                    tuple_(events.c.stream, events.c.event_id).in_([(partition, i) for i in ids])))}
             for entry_id, fields in batch:
-                if entry_id in stored:
-                    continue
                 try:
                     rows.row(partition, entry_id, fields)
                 except MalformedEntry:
                     continue
                 found.append((partition, entry_id, fields))
-            start = "(" + ids[-1]
+            start = "(" + batch[-1][0]
     return found
+
+
+def _not_stored(connection, entries):
+    """The entries og.events (this transaction's snapshot of it) does not hold."""
+    missing = []
+    for at in range(0, len(entries), CHUNK):
+        chunk = entries[at:at + CHUNK]
+        stored = set(connection.execute(
+            select(events.c.stream, events.c.event_id).where(
+                tuple_(events.c.stream, events.c.event_id).in_([(p, i) for p, i, _ in chunk]))))
+        missing += [entry for entry in chunk if (entry[0], entry[1]) not in stored]
+    return missing
 
 
 def _conversations(connection, cutoff):
@@ -91,6 +108,65 @@ def _conversations(connection, cutoff):
 
 class RebuildRefused(Exception):
     """Rebuilding now would lose events; str() says what to do first."""
+
+
+class FenceLost(Exception):
+    """The fence expired or was taken while rebuilding: writes may have come between."""
+
+
+class Fence:
+    """Writes to every partition refused (server/lua/*.lua answer 'fenced') while held.
+
+    Held with a token and a time to live that a thread keeps extending, so the fence ends
+    when the rebuild ends, and FENCE_TTL_MS after a rebuild that died.
+    """
+
+    def __init__(self, redis_client, partitions, ttl_ms=FENCE_TTL_MS):
+        self.redis = redis_client
+        self.partitions = partitions
+        self.ttl_ms = ttl_ms
+        self.token = uuid_module.uuid4().hex
+        self.lost = False
+        self._script = redis_client.register_script((LUA / "fence.lua").read_text())
+        self._write = redis_client.register_script((LUA / "fenced_write.lua").read_text())
+        self._stop = threading.Event()
+        self._keeper = threading.Thread(target=self._keep, name="rebuild-fence", daemon=True)
+
+    def _each(self, op):
+        return [self._script(keys=[keys.fence(p)], args=[op, self.token, self.ttl_ms])
+                for p in range(self.partitions)]
+
+    def __enter__(self):
+        held = self._each("hold")
+        if not all(held):
+            self._each("release")
+            raise RebuildRefused("another `ingest rebuild` holds the fence (it ends with that "
+                                 f"rebuild, or {self.ttl_ms / 1000:.0f} s after it died); retry then")
+        self._keeper.start()
+        return self
+
+    def _keep(self):
+        while not self._stop.wait(self.ttl_ms / 3000):
+            try:
+                if not all(self._each("extend")):
+                    self.lost = True
+                    return
+            except Exception:  # noqa: BLE001 - retried at the next tick; the TTL bounds it
+                pass
+
+    def write(self, partition, op, keys_, args=()):
+        """One fenced_write.lua call; FenceLost if this rebuild no longer holds the fence."""
+        if self.lost or not self._write(keys=[keys.fence(partition), *keys_],
+                                        args=[self.token, op, *args]):
+            raise FenceLost("the rebuild's fence expired before it finished (Redis "
+                            "unreachable for a while?): writes may have come between, so "
+                            "nothing more was written; run `python -m ingest rebuild` again")
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        if self._keeper.is_alive():
+            self._keeper.join()
+        self._each("release")
 
 
 def _previous_layout(redis_client, partitions):
@@ -112,58 +188,68 @@ def _previous_layout(redis_client, partitions):
     return old
 
 
-def rebuild(redis_client, engine, partitions, conversation_ttl):
-    """Recompute Redis's hot state from og.events (and undrained stream entries); also
-    the way to change OG_STREAM_PARTITIONS on a drained store."""
+def rebuild(redis_client, engine, partitions, conversation_ttl, fence_ttl_ms=FENCE_TTL_MS):
+    """Recompute Redis's hot state from og.events (and undrained stream entries), with
+    writes fenced meanwhile; also the way to change OG_STREAM_PARTITIONS on a drained
+    store."""
     previous = _previous_layout(redis_client, partitions)
+    with Fence(redis_client, max(partitions, previous or 0), fence_ttl_ms) as fence:
+        summary = _rebuild_fenced(redis_client, engine, partitions, previous,
+                                  conversation_ttl, fence)
+    return summary
+
+
+def _rebuild_fenced(redis_client, engine, partitions, previous, conversation_ttl, fence):
     seconds, micros = redis_client.time()
     now = seconds * 1_000_000 + micros
     cutoff_micros = now - conversation_ttl * 1_000_000
-    stats = defaultdict(_blank)
-    with engine.connect() as connection:
-        _from_database(connection, stats)
-        undrained = _undrained(redis_client, connection, partitions)
+    stats = defaultdict(lambda: defaultdict(_blank))
+    # No write is accepted any more. The streams are read first, then og.events in one
+    # snapshot: each event is in exactly one of (the snapshot, the entries it lacks),
+    # whatever the workers commit meanwhile.
+    entries = _stream_entries(redis_client, partitions)
+    with engine.connect().execution_options(isolation_level="REPEATABLE READ") as connection:
+        _from_database(connection, stats, partitions)
+        undrained = _not_stored(connection, entries)
         conversations = _conversations(
             connection, timestamps.parse_micros(cutoff_micros)) if conversation_ttl > 0 else {}
-    for _, _, fields in undrained:
+        connection.rollback()
+    for partition, _, fields in undrained:
         ts, cts = int(fields["ts"]), int(fields["cts"])
-        _add(stats, fields["symbol"], fields["guess"] == "1", fields["kind"], ts)
+        _add(stats[partition], fields["symbol"], fields["guess"] == "1", fields["kind"], ts)
         if cts >= cutoff_micros:
             known = conversations.setdefault(fields["uuid"], [fields["symbol"], fields["guess"] == "1", cts, False])
             known[3] = known[3] or fields["kind"] == "followup"
 
-    # All totals go to partition 0's hash (dashboards sum over partitions); the others
-    # are cleared. Each hash is built aside and renamed over the live one.
-    for partition in range(partitions, previous or 0):  # partitions that no longer exist
-        redis_client.delete(keys.stats(partition))
-    for partition in range(partitions):
+    # Each partition's hash is built aside and swapped in under the fence; partitions
+    # that no longer exist are emptied the same way.
+    for partition in range(max(partitions, previous or 0)):
         live, aside = keys.stats(partition), keys.stats(partition) + ":rebuild"
-        # Plain commands, not a MULTI: RENAME is the atomic step (the aside key is ours
-        # alone), and redis-py refuses RENAME in a cluster pipeline.
         redis_client.delete(aside)
-        mapping = {}
-        if partition == 0:
-            for symbol, entry in stats.items():
-                for name, value in entry.items():
-                    if value is not None:
-                        mapping[f"{symbol}:{name}"] = value
+        mapping = {f"{symbol}:{name}": value
+                   for symbol, entry in stats.get(partition, {}).items()
+                   for name, value in entry.items() if value is not None}
         if mapping:
             redis_client.hset(aside, mapping=mapping)
-            redis_client.rename(aside, live)
-        else:
-            redis_client.delete(live)
+        fence.write(partition, "swap", [aside, live])
 
-    pipe = redis_client.pipeline(transaction=False)
-    for count, (uuid, (symbol, guess, cts, followed)) in enumerate(conversations.items(), 1):
+    by_partition = defaultdict(list)
+    for uuid, (symbol, guess, cts, followed) in conversations.items():
         remaining_s = conversation_ttl - (now - cts) // 1_000_000
         if remaining_s > 0:
             value = ("+" if followed else "-") + symbol + ("1" if guess else "0") + str(cts)
-            pipe.set(keys.conversation(keys.partition_of(uuid, partitions), uuid), value, ex=remaining_s)
-        if count % CHUNK == 0:
-            pipe.execute()
-    pipe.execute()
+            partition = keys.partition_of(uuid, partitions)
+            by_partition[partition].append((keys.conversation(partition, uuid), value, remaining_s))
+    for partition, items in by_partition.items():
+        for at in range(0, len(items), CHUNK):
+            chunk = items[at:at + CHUNK]
+            fence.write(partition, "set", [key for key, _, _ in chunk],
+                        [part for _, value, ttl in chunk for part in (value, ttl)])
     redis_client.set(keys.layout(), partitions)
-    return {"symbols": len(stats), "partitions": partitions, "previous_partitions": previous, "undrained_events": len(undrained),
+    totals = [entry for symbols in stats.values() for entry in symbols.values()]
+    return {"symbols": len({s for symbols in stats.values() for s in symbols}),
+            "partitions": partitions, "previous_partitions": previous,
+            "undrained_events": len(undrained),
             "conversations_restored": len(conversations),
-            "conversations": sum(e["n1"] + e["n0"] for e in stats.values()),
-            "followups": sum(e["f1"] + e["f0"] for e in stats.values())}
+            "conversations": sum(e["n1"] + e["n0"] for e in totals),
+            "followups": sum(e["f1"] + e["f0"] for e in totals)}

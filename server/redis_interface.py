@@ -200,6 +200,9 @@ class RedisInterface(DataInterface):
 
     @staticmethod
     def _check_backlog(outcome):
+        if outcome == "fenced":
+            raise Unavailable("the Redis aggregates are being rebuilt (`python -m ingest rebuild`): "
+                              "not recorded; writes resume when it ends, retry in a few seconds")
         if outcome == "backlog":
             raise Unavailable("event backlog above its high-water mark: not recorded; writes "
                               "are paused until the ingest worker catches up, retry later")
