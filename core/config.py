@@ -8,7 +8,10 @@ README lists them all.
 import os
 import socket
 from dataclasses import dataclass, fields
+from pathlib import Path
 from urllib.parse import urlsplit
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
 
 BACKENDS = ("null", "sqlite", "redis")
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
@@ -83,6 +86,13 @@ def _bind(value):
     raise ValueError("must be HOST:PORT or unix:PATH")
 
 
+def _directory(value):
+    """'' (off) or a directory path; relative paths are taken from the repository root."""
+    if value and (REPO_ROOT / value).exists() and not (REPO_ROOT / value).is_dir():
+        raise ValueError("names an existing file, not a directory")
+    return value
+
+
 def _seed(value):
     return None if value == "" else _integer(0)(value)
 
@@ -119,6 +129,12 @@ class Settings:
     """Loopback port of the worker's Prometheus metrics; 0 turns them off."""
     ingest_consumer: str = ""
     """This worker's name in the consumer group; '' means <hostname>-<pid>."""
+    ingest_targets_dir: str = "var/run/prometheus"
+    """Where each worker writes its Prometheus file_sd target file (ingest-<port>.json);
+    relative to the repository root unless absolute; '' writes none."""
+    ingest_consumer_idle_ms: int = 60_000
+    """A consumer of the group that holds nothing pending and has been idle this long
+    (a dead worker's name) is removed from the group by the running workers."""
     log_level: str = "info"
     bind: str = "127.0.0.1:5000"
     """Where users reach the API: the reverse proxy under `make run`, else gunicorn."""
@@ -132,6 +148,12 @@ class Settings:
     @property
     def consumer_name(self):
         return self.ingest_consumer or f"{socket.gethostname()}-{os.getpid()}"
+
+    @property
+    def ingest_targets_path(self):
+        """OG_INGEST_TARGETS_DIR as an absolute Path (relative: from the repository
+        root, wherever the worker is started), or None when it is ''."""
+        return REPO_ROOT / self.ingest_targets_dir if self.ingest_targets_dir else None
 
 
 # variable -> (field, parser). The one table of what the environment may say.
@@ -154,6 +176,8 @@ VARIABLES = {
     "OG_INGEST_MAX_DELIVERIES": ("ingest_max_deliveries", _integer(1)),
     "OG_INGEST_METRICS_PORT": ("ingest_metrics_port", _integer(0, 65535)),
     "OG_INGEST_CONSUMER": ("ingest_consumer", str),
+    "OG_INGEST_TARGETS_DIR": ("ingest_targets_dir", _directory),
+    "OG_INGEST_CONSUMER_IDLE_MS": ("ingest_consumer_idle_ms", _integer(1)),
     "OG_LOG_LEVEL": ("log_level", _choice(LOG_LEVELS)),
     "OG_BIND": ("bind", _bind),
     "OG_GUNICORN_BIND": ("gunicorn_bind", lambda value: _bind(value) if value else ""),

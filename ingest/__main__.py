@@ -1,7 +1,8 @@
 """python -m ingest [run [--burst] | status [--json] | rebuild]
 
 run      drain the event streams into MariaDB until SIGTERM (--burst: until empty)
-status   stream length, consumer-group lag, pending, dead letters, oldest pending age
+status   per stream: undrained, lag, pending, oldest pending age, consumers, length,
+         dead letters (core/pipeline.py says where each figure comes from)
 rebuild  recompute the range buckets, and every Redis aggregate (and the conversation
          window), from og.events
 """
@@ -17,7 +18,7 @@ from redis.exceptions import RedisError
 
 from core import config, event_store, pipeline, range_buckets, redis_client
 from ingest import rebuild
-from ingest.metrics import Metrics
+from ingest.metrics import Metrics, NoFreePort
 from ingest.worker import BACKOFF_BASE_S, BACKOFF_CAP_S, LayoutMismatch, Worker
 from ingest.writer import EventWriter
 
@@ -41,7 +42,8 @@ def build_worker(settings=None, metrics=None, redis_client_=None):
                   name=settings.consumer_name, partitions=settings.stream_partitions,
                   batch_size=settings.ingest_batch_size, batch_ms=settings.ingest_batch_ms,
                   claim_idle_ms=settings.ingest_claim_idle_ms,
-                  max_deliveries=settings.ingest_max_deliveries, metrics=metrics)
+                  max_deliveries=settings.ingest_max_deliveries, metrics=metrics,
+                  consumer_idle_ms=settings.ingest_consumer_idle_ms)
 
 
 def _wait_for_redis(settings, stopping):
@@ -73,23 +75,38 @@ def run(settings, burst):
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    metrics = Metrics()
-    port = settings.ingest_metrics_port
-    if port:
-        metrics.serve(port)
-        log.info("ingest: metrics on http://127.0.0.1:%d/metrics", port)
-    client = _wait_for_redis(settings, stopping)
-    if client is None:
-        return 0
-    worker = build_worker(settings, metrics, client)
-    if stopping.is_set():
-        worker.stop()
+    metrics = Metrics(consumer=settings.consumer_name)
+    if settings.ingest_metrics_port:
+        # Several workers per host: each takes the first free port from the configured
+        # one and says which in its file_sd target file (ingest/metrics.py).
+        targets = settings.ingest_targets_path
+        try:
+            port = metrics.serve(settings.ingest_metrics_port, targets)
+        except NoFreePort as error:
+            log.error("ingest: no port for the metrics (OG_INGEST_METRICS_PORT=%d): %s",
+                      settings.ingest_metrics_port, error)
+            return 2
+        except OSError as error:
+            log.error("ingest: cannot write the Prometheus target file into %s "
+                      "(OG_INGEST_TARGETS_DIR): %s", targets, error)
+            return 2
+        log.info("ingest %s: metrics on http://127.0.0.1:%d/metrics%s", settings.consumer_name,
+                 port, f" (target file {metrics.target_file})" if metrics.target_file else "")
     try:
-        worker.run(burst=burst)
-    except LayoutMismatch as error:
-        log.error("ingest: %s", error)
-        return 2
-    return 0
+        client = _wait_for_redis(settings, stopping)
+        if client is None:
+            return 0
+        worker = build_worker(settings, metrics, client)
+        if stopping.is_set():
+            worker.stop()
+        try:
+            worker.run(burst=burst)
+        except LayoutMismatch as error:
+            log.error("ingest: %s", error)
+            return 2
+        return 0
+    finally:
+        metrics.remove_target()  # a clean exit; a killed worker's file is handled at the next start
 
 
 def main(argv=None):

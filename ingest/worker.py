@@ -15,7 +15,12 @@ Read top to bottom, the failure paths are:
   database rejects stays pending, is retried on reclaim, and is dead-lettered once it
   has been delivered max_deliveries times. Neither blocks the rest of its batch.
 - a dead worker: its pending entries are reclaimed (XAUTOCLAIM) at start and every
-  claim interval.
+  claim interval; once its consumer holds nothing and has been idle past
+  consumer_idle_ms, it is removed from the group (forget_consumers.lua, atomic).
+- the group recreated (Redis lost its data, or XGROUP DESTROY): reads and the trim see
+  NOGROUP; the reader recreates the group from the stream's start, and a batch in
+  flight stays unacknowledged, to be read again from the new group (rows are keyed by
+  entry id, so nothing is stored twice).
 - SIGTERM: finish the batch in hand, ack, exit 0. A second SIGTERM stops at once
   (whatever was not acked stays pending and is reclaimed by the next worker).
 """
@@ -45,7 +50,7 @@ CLUSTER_IDLE_POLL_S = 0.01
 """On a cluster, partitions live in different slots, so one XREADGROUP cannot block on
 all of them: an idle worker polls them (one pipelined read per node) this often."""
 GAUGE_EVERY_S = 1.0
-"""How often lag/pending/backlog gauges are read from Redis."""
+"""How often the stream gauges (core/pipeline.collect) are read from Redis."""
 REDIS_ERRORS = (ConnectionError, TimeoutError, OSError)
 
 
@@ -62,7 +67,7 @@ class Batch:
 
 class Worker:
     def __init__(self, redis_client, writer, name, partitions, batch_size, batch_ms,
-                 claim_idle_ms, max_deliveries, metrics=None):
+                 claim_idle_ms, max_deliveries, metrics=None, consumer_idle_ms=60_000):
         self.redis = redis_client
         self.writer = writer
         self.name = name
@@ -71,6 +76,7 @@ class Worker:
         self.batch_ms = batch_ms
         self.claim_idle_ms = claim_idle_ms
         self.max_deliveries = max_deliveries
+        self.consumer_idle_ms = consumer_idle_ms
         self.metrics = metrics
         self.rows = Rows()
         self.cluster = isinstance(redis_client, RedisCluster)
@@ -78,12 +84,15 @@ class Worker:
         self._trim = redis_client.register_script((LUA / "trim.lua").read_text())
         self._dead_letter = redis_client.register_script((LUA / "dead_letter.lua").read_text())
         self._ack_script = redis_client.register_script((LUA / "ack.lua").read_text())
+        self._forget = redis_client.register_script((LUA / "forget_consumers.lua").read_text())
         self._handover = queue.Queue(maxsize=1)
         self._ready = False
         self._claimed_at = 0.0
+        self._forgot_at = 0.0
         self._gauges_at = 0.0
         self.written = 0
         self.dead_lettered = 0
+        self.consumers_removed = 0
 
     def stop(self):
         self.stopping.set()
@@ -141,6 +150,7 @@ class Worker:
                 if "BUSYGROUP" not in str(error):
                     raise
         self._claimed_at = 0.0  # reclaim what dead consumers left, first thing
+        self._gauges_at = 0.0  # and show the (new) group's figures at once
         self._ready = True
 
     def _check_layout(self):
@@ -166,9 +176,12 @@ class Worker:
             entries = self._claim()
         if entries:
             self._handover.put(self._prepare(entries))
+        if now - self._forgot_at >= min(self.claim_idle_ms, self.consumer_idle_ms) / 1000:
+            self._forgot_at = now
+            self._forget_gone_consumers()
         if self.metrics and now - self._gauges_at >= GAUGE_EVERY_S:
             self._gauges_at = now
-            self.metrics.observe_streams(self.redis, self.streams)
+            self.metrics.observe_streams(self.redis, len(self.streams))
         return not entries
 
     def _read(self, block):
@@ -229,6 +242,20 @@ class Worker:
             log.info("ingest %s: reclaimed %d pending entries", self.name, len(entries))
         return entries
 
+    def _forget_gone_consumers(self):
+        """Remove the consumers of gone workers: nothing pending, idle past the bound
+        (one atomic script per stream, so one holding entries is never removed)."""
+        removed = []
+        for stream in self.streams:
+            removed += self._forget(keys=[stream], args=[keys.GROUP, self.consumer_idle_ms, self.name])
+        if removed:
+            self.consumers_removed += len(removed)
+            if self.metrics:
+                self.metrics.removed_consumers(len(removed))
+            log.info("ingest %s: removed %d gone consumer(s) from the group: %s",
+                     self.name, len(removed), ", ".join(sorted(set(removed))))
+        return removed
+
     def _prepare(self, entries):
         rows, malformed = [], []
         for partition, entry_id, fields in entries:
@@ -253,6 +280,17 @@ class Worker:
             except REDIS_ERRORS as error:
                 log.warning("ingest %s: redis unavailable after the write (%s); %d entries left "
                             "pending, to be reclaimed", self.name, error, len(batch.entries))
+            except ResponseError as error:
+                # The group (or the stream) vanished under the batch: Redis lost its data
+                # or the group was destroyed. The reader recreates it and reads these
+                # entries again if they still exist; their rows are already in, keyed by
+                # entry id, so the rewrite adds nothing.
+                if "NOGROUP" not in str(error):
+                    log.exception("ingest %s: commit failed; entries left pending", self.name)
+                    self.stop()
+                else:
+                    log.warning("ingest %s: consumer group gone after the write (%s); %d entries "
+                                "to be read again", self.name, error, len(batch.entries))
             except Exception:  # never let the committer die silently with the reader going on
                 log.exception("ingest %s: commit failed; entries left pending", self.name)
                 self.stop()

@@ -16,6 +16,7 @@ import threading
 import time
 import uuid as uuidlib
 from collections import Counter
+from pathlib import Path
 from string import ascii_lowercase
 
 import sqlalchemy
@@ -288,7 +289,8 @@ def group_state(redis_client, stream=STREAM):
 
 
 def append_events(redis_client, n, symbols=ascii_lowercase, kind="initial", seed=0):
-    """XADD n well-formed events as the API's scripts would; return [(id, uuid, kind)]."""
+    """XADD n well-formed events as the API's scripts would (counted in the partition's
+    undrained counter too); return [(id, uuid, kind)]."""
     rng = random.Random(seed)
     seconds, micros = redis_client.time()
     now = seconds * 1_000_000 + micros
@@ -299,7 +301,8 @@ def append_events(redis_client, n, symbols=ascii_lowercase, kind="initial", seed
         pipe.xadd(STREAM, {"kind": kind, "uuid": conversation, "symbol": rng.choice(symbols),
                            "guess": rng.choice("01"), "ts": ts, "cts": ts})
         made.append((conversation, kind))
-    ids = pipe.execute()
+    pipe.incrby(keys.undrained(0), n)
+    ids = pipe.execute()[:-1]
     return [(entry_id, conversation, k) for entry_id, (conversation, k) in zip(ids, made)]
 
 
@@ -391,6 +394,9 @@ class IngestProcess:
     def __init__(self, log_dir, name="worker", **settings):
         self.log_path = log_dir / f"ingest-{name}.log"
         self.name = name
+        # Prometheus target files go to a private directory, never the checkout's var/.
+        settings.setdefault("OG_INGEST_TARGETS_DIR", str(log_dir / "prometheus"))
+        self.targets_dir = Path(settings["OG_INGEST_TARGETS_DIR"])
         self.settings = settings
         self.process = None
         self.consumer = None

@@ -263,8 +263,8 @@ def test_sigterm_while_mariadb_is_down_leaves_the_batch_pending(redis, database,
 def test_status_reports_length_lag_pending_and_dead_letters(redis, redis_server):
     settings = {"REDIS_URL": redis_server.url}
     empty = ingest_status(**settings)
-    assert (empty["length"], empty["group"], empty["lag"], empty["pending"],
-            empty["dead_letters"], empty["oldest_pending_id"]) == (0, False, None, 0, 0, None)
+    assert (empty["length"], empty["group"], empty["undrained"], empty["lag"], empty["pending"],
+            empty["dead_letters"], empty["oldest_pending_id"]) == (0, False, 0, 0, 0, 0, None)
 
     entries = append_events(redis, 10)
     redis.xgroup_create(STREAM, keys.GROUP, id="0")
@@ -275,6 +275,8 @@ def test_status_reports_length_lag_pending_and_dead_letters(redis, redis_server)
     assert status["stream"] == STREAM
     assert (status["length"], status["group"], status["lag"], status["pending"],
             status["consumers"], status["dead_letters"]) == (10, True, 7, 3, 1, 2)
+    assert status["undrained"] == status["undrained_counter"] == 10
+    assert [(c["name"], c["pending"]) for c in status["consumer_details"]] == [("reader", 3)]
     assert status["oldest_pending_id"] == entries[0][0]
     assert status["last_delivered_id"] == entries[2][0]
     assert 0 <= status["oldest_pending_age_s"] < 60
