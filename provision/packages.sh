@@ -5,8 +5,10 @@ set -euo pipefail
 
 # nginx: the reverse proxy `make run` puts in front of gunicorn (provision/run.sh runs
 # the project's own instance; the distribution's service is not used).
+# chromium, chromium-driver: the headless browser the page's tests drive (tests/browser),
+# Debian's own builds, so Selenium never downloads one.
 PACKAGES=(redis-server mariadb-server mariadb-client python3 python3-venv python3-dev
-          build-essential wrk curl nginx)
+          build-essential wrk curl nginx chromium chromium-driver)
 
 SUDO=()
 [ "$(id -u)" -eq 0 ] || SUDO=(sudo)

@@ -11,11 +11,18 @@ app sees it, and that the answers the app would give as HTML are JSON:
   that happens to be valid JSON is not stored;
 - OPTIONS answers JSON (the methods a route allows) instead of Flask's empty HTML.
 The app then reads the body from memory.
+
+Beside the app, for people rather than programs: the page at `/` with its files under
+/page/ (server/assets.py), and the one JSON answer it refreshes itself from,
+GET /dashboard/overview (server/overview.py), computed through the app's own
+data_interface.
 """
 import io
 import json
 
-from server.app import app
+from core import config
+from server import assets, overview
+from server.app import app, data_interface
 
 MAX_BODY = 1024
 """Bytes: the contract's limit (docs/API.md section 2), the same as the app's own."""
@@ -28,15 +35,22 @@ class BodyRefused(Exception):
         self.status = status
 
 
-_REASONS = {200: "OK", 400: "BAD REQUEST", 413: "REQUEST ENTITY TOO LARGE"}
+_REASONS = {200: "OK", 400: "BAD REQUEST", 405: "METHOD NOT ALLOWED",
+            413: "REQUEST ENTITY TOO LARGE", 503: "SERVICE UNAVAILABLE"}
+OVERVIEW_PATH = "/dashboard/overview"
+PAGE_METHODS = ("GET", "HEAD", "OPTIONS")
+"""What the page's paths answer: they only read."""
+
+_page_files = assets.PageFiles()
+_overview = overview.Overview(data_interface, config.load())
 
 
-def _json(start_response, status, payload, headers=()):
+def _json(start_response, status, payload, headers=(), head=False):
     body = json.dumps(payload).encode()
     start_response(f"{status} {_REASONS[status]}",
                    [("Content-Type", "application/json"), ("Content-Length", str(len(body))),
                     *headers])
-    return [body]
+    return [] if head else [body]
 
 
 def read_body(environ):
@@ -78,6 +92,9 @@ def read_body(environ):
 
 
 def application(environ, start_response):
+    page = _page_route(environ, start_response)
+    if page is not None:
+        return page
     if environ.get("REQUEST_METHOD") == "OPTIONS":
         allowed = _allowed_methods(environ)
         if allowed:
@@ -101,3 +118,25 @@ def _allowed_methods(environ):
     except Exception:  # noqa: BLE001 - a path the router cannot even parse: let the app answer
         return []
     return sorted(methods)
+
+
+def _page_route(environ, start_response):
+    """The answer for the page's paths (`/`, /page/<file>, /dashboard/overview), or None
+    for any other path: those are the app's."""
+    path = environ.get("PATH_INFO", "")
+    found = _page_files.find(path)
+    if found is None and path != OVERVIEW_PATH:
+        return None
+    method = environ.get("REQUEST_METHOD")
+    allow = [("Allow", ", ".join(PAGE_METHODS))]
+    if method == "OPTIONS":
+        return _json(start_response, 200, {"allow": list(PAGE_METHODS)}, allow)
+    if method not in PAGE_METHODS:
+        return _json(start_response, 405, {"error": "The method is not allowed for the "
+                                                    "requested URL."}, allow)
+    if found is not None:
+        return _page_files.answer(environ, start_response, found)
+    status, body = _overview.answer()
+    # Each answer is at most a second old already; a cache on the way would only age it.
+    return _json(start_response, status, body, [("Cache-Control", "no-store")],
+                 head=method == "HEAD")

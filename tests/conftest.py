@@ -21,9 +21,16 @@ from tests.servers import (REPO_ROOT, GunicornServer, MariaDBServer, NginxServer
 from tests.workers import IngestProcess
 
 TESTS_DIR = Path(__file__).resolve().parent
-TIERS = ("unit", "integration", "e2e")
+TIERS = ("unit", "integration", "e2e", "browser")
 CONFIG_VARS = ("REDIS_URL", "DATABASE_URL")
 """Configuration variables besides OG_*; all of them are cleared for every test."""
+
+
+def pytest_configure(config):
+    # pytest.ini lists the first three tiers; the page's tests in headless Chromium are
+    # the fourth (tests/browser), so `-m "not browser"` runs everything without a browser.
+    config.addinivalue_line("markers", "browser: the page in headless Chromium against a "
+                                       "live stack (tests/browser)")
 
 
 def pytest_collection_modifyitems(items):

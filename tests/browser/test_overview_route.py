@@ -1,0 +1,143 @@
+"""GET /dashboard/overview and the page's files over HTTP, without a browser: the
+dashboards are the API's, the pipeline figures are core.pipeline's, answers are cached a
+second per process, a store that is down gives a fast 503 that still carries what the
+other stores said, and the null and sqlite backends say the pipeline does not apply.
+"""
+import os
+import signal
+import time
+
+import pytest
+
+from core import pipeline
+from tests.browser.page_driver import check_page_files
+from tests.workers import (Http, Load, append_events, get_json, symbol_dashboards,
+                           wait_drained)
+
+FAST_S = 3.0
+"""A 503 with a store down (OG_REDIS_TIMEOUT=0.5) comes well within this; it never hangs."""
+
+
+@pytest.mark.parametrize("backend", ["null", "sqlite"])
+def test_without_a_pipeline_the_overview_says_so(gunicorn_server, backend):
+    server = gunicorn_server(backend, workers=1)
+    with Load(server.url, threads=2, conversations=60) as load:
+        load.join()
+    status, body = get_json(server.url, "/dashboard/overview")
+    assert status == 200, body
+    assert body["backend"] == backend and "error" not in body
+    boards = symbol_dashboards(lambda path: get_json(server.url, path))
+    time.sleep(1.1)  # past the overview's cache: the same numbers, answered anew
+    status, body = get_json(server.url, "/dashboard/overview")
+    assert body["symbols"] == [boards[symbol] for symbol in sorted(boards)]
+    assert sum(board["count"] for board in body["symbols"]) == (60 if backend == "sqlite" else 0)
+    assert body["pipeline"]["applies"] is False
+    assert f"the {backend} backend has no ingest pipeline" in body["pipeline"]["reason"]
+    assert body["accuracy"]["available"] is False
+    assert "not available" in body["accuracy"]["reason"]
+    check_page_files(server.url)
+
+
+def test_overview_reports_the_backlog_and_its_age_then_the_drain(gunicorn_server, redis,
+                                                                 database, ingest):
+    server = gunicorn_server("redis", workers=1)
+    client = Http(server.url)
+    try:
+        with Load(server.url, threads=2, conversations=100, followup_rate=0.0) as load:
+            load.join()
+        time.sleep(0.3)
+        status, body = client.get("/dashboard/overview")
+        assert status == 200, body
+        health = body["pipeline"]
+        assert health["applies"] is True
+        report = pipeline.collect(redis, 1)
+        assert health["streams"][0]["length"] == report[0]["length"] == 100
+        assert health["backlog"] == 100 and health["pending"] == 0 and health["dead_letters"] == 0
+        # No worker has run: the range dashboard lags by the age of the first event.
+        assert 0.3 <= health["range_behind_s"] < 60, health
+        assert health["newest_stored"] is None
+
+        # One answer a second per process: asked again at once, the same answer.
+        again = client.get("/dashboard/overview")[1]
+        assert again["generated_at"] == body["generated_at"]
+        append_events(redis, 5)
+        time.sleep(1.1)
+        later = client.get("/dashboard/overview")[1]
+        assert later["generated_at"] != body["generated_at"]
+        assert later["pipeline"]["streams"][0]["length"] == 105
+
+        worker = ingest().start(redis)
+        wait_drained(redis, worker)
+        time.sleep(1.1)
+        status, body = client.get("/dashboard/overview")
+        assert status == 200, body
+        health = body["pipeline"]
+        assert (health["backlog"], health["lag"], health["pending"]) == (0, 0, 0), health
+        assert health["range_behind_s"] == 0 and health["consumers"] >= 1
+        assert health["newest_stored"] is not None and health["newest_stored_age_s"] >= 0
+        assert sum(row["count"] for row in body["symbols"]) == 105 - 5  # the API's 100
+        assert body["accuracy"]["available"] is True and body["accuracy"]["guesses"] == 100
+        assert worker.terminate() == 0
+    finally:
+        client.close()
+
+
+def test_mariadb_down_is_a_503_that_keeps_the_redis_figures(gunicorn_server, redis, database,
+                                                           mariadb_server):
+    server = gunicorn_server("redis", workers=1, OG_DATABASE_TIMEOUT=1)
+    with Load(server.url, threads=2, conversations=30) as load:
+        load.join()
+    assert get_json(server.url, "/dashboard/overview")[0] == 200
+    mariadb_server.stop()
+    try:
+        time.sleep(1.1)
+        started = time.monotonic()
+        status, body = get_json(server.url, "/dashboard/overview")
+        elapsed = time.monotonic() - started
+    finally:
+        mariadb_server.start()
+    assert status == 503, body
+    assert body["error"].startswith("event store unavailable"), body["error"]
+    assert list(body["errors"]) == ["store"]
+    assert sum(row["count"] for row in body["symbols"]) == 30
+    assert body["pipeline"]["backlog"] == body["pipeline"]["streams"][0]["length"] > 0
+    assert elapsed < FAST_S + 2, elapsed  # MariaDB's connect timeout is a whole second
+
+
+def test_frozen_redis_is_a_fast_503_with_the_apis_text(gunicorn_server, redis, database,
+                                                       redis_server):
+    server = gunicorn_server("redis", workers=1, OG_REDIS_TIMEOUT=0.5)
+    assert get_json(server.url, "/dashboard/overview")[0] == 200
+    os.kill(redis_server.pid, signal.SIGSTOP)  # up, but answers nothing
+    try:
+        time.sleep(1.1)
+        started = time.monotonic()
+        status, body = get_json(server.url, "/dashboard/overview")
+        elapsed = time.monotonic() - started
+        symbol_status, symbol_answer = get_json(server.url, "/dashboard/symbol/a")
+    finally:
+        os.kill(redis_server.pid, signal.SIGCONT)
+    assert status == 503 and symbol_status == 503, (body, symbol_answer)
+    assert elapsed < FAST_S, elapsed
+    assert set(body["errors"]) == {"symbols", "pipeline"}, body["errors"]
+    assert body["errors"]["symbols"].startswith("redis unavailable")
+    assert symbol_answer["error"].startswith("redis unavailable")
+    assert body["symbols"] is None and "store" not in body.get("errors", {})
+    # Back by itself once Redis answers.
+    deadline = time.monotonic() + 10
+    while get_json(server.url, "/dashboard/overview")[0] != 200:
+        assert time.monotonic() < deadline, "the overview did not recover"
+        time.sleep(0.2)
+
+
+def test_the_page_paths_only_read(gunicorn_server):
+    server = gunicorn_server("null", workers=1)
+    client = Http(server.url)
+    try:
+        for path in ("/", "/dashboard/overview", "/page/page.js"):
+            status, body = client.post(path, {"uuid": "x"})
+            assert status == 405 and "not allowed" in body["error"], (path, status, body)
+            status, body = client.request("OPTIONS", path)
+            assert (status, body) == (200, {"allow": ["GET", "HEAD", "OPTIONS"]}), path
+    finally:
+        client.close()
