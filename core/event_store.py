@@ -8,10 +8,12 @@ creates them when missing; the API reads them for /dashboard/range.
 from sqlalchemy import (CHAR, Boolean, Column, Enum, Index, Integer, MetaData, SmallInteger,
                         String, Table, case, create_engine, func, select)
 from sqlalchemy.dialects.mysql import DATETIME, INTEGER
+from sqlalchemy.exc import OperationalError
 
 from core import timestamps
 
 metadata = MetaData()
+DUPLICATE_KEY_NAME = 1061
 
 events = Table(
     "events",
@@ -30,6 +32,8 @@ events = Table(
            comment="the conversation's /initial time, UTC"),
     # Serves /dashboard/range from the index alone: a range scan on conversation_ts.
     Index("events_by_conversation_ts", "conversation_ts", "symbol", "kind"),
+    # A followup after its conversation's window looks the conversation up here.
+    Index("events_by_uuid", "uuid"),
     mysql_engine="InnoDB",
     mysql_charset="ascii",
 )
@@ -74,7 +78,41 @@ def create_tables(engine):
     from core import range_buckets  # it queries these tables; they do not import it
 
     metadata.create_all(engine, checkfirst=True)
+    _add_missing_indexes(engine)
     range_buckets.ensure_built(engine)
+
+
+def _add_missing_indexes(engine):
+    """Indexes added to og.events after a store was made: built online (INPLACE, LOCK=NONE:
+    workers keep inserting meanwhile). Concurrent callers are harmless: one adds it, the
+    others find it there (or fail on the duplicate name, which is the same thing)."""
+    with engine.connect() as connection:
+        present = {row[2] for row in connection.exec_driver_sql("SHOW INDEX FROM events")}
+        for index in events.indexes:
+            if index.name in present:
+                continue
+            columns = ", ".join(column.name for column in index.columns)
+            try:
+                connection.exec_driver_sql(f"ALTER TABLE events ADD INDEX {index.name} ({columns}),"
+                                           " ALGORITHM=INPLACE, LOCK=NONE")
+            except OperationalError as error:
+                if error.orig.args[0] != DUPLICATE_KEY_NAME:
+                    raise
+
+
+def find_conversation(connection, uuid):
+    """(symbol, guess, conversation_ts, followed) of the uuid's latest conversation in
+    og.events, or None: for a followup that comes after the conversation's window."""
+    rows = connection.execute(
+        select(events.c.kind, events.c.symbol, events.c.guess, events.c.conversation_ts)
+        .where(events.c.uuid == uuid)).all()
+    started = [row for row in rows if row.kind == "initial"]
+    if not started:
+        return None
+    latest = max(started, key=lambda row: row.conversation_ts)
+    followed = any(row.kind == "followup" and row.conversation_ts == latest.conversation_ts
+                   for row in rows)
+    return latest.symbol, bool(latest.guess), latest.conversation_ts, followed
 
 
 def _counting(kind):

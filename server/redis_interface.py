@@ -190,13 +190,40 @@ class RedisInterface(DataInterface):
         return guess
 
     def followup(self, uuid):
-        outcome = self._run(self._followup, self._keys(uuid), (uuid, self.backlog_high_water))
+        keys_ = self._keys(uuid)
+        outcome = self._run(self._followup, keys_, (uuid, self.backlog_high_water))
         if outcome == "unknown":
-            raise NotFound(f"no conversation {uuid} (unknown, or started more than "
-                           f"{self.conversation_ttl} s ago)")
+            # Not in the window. Only this path reads MariaDB: a conversation of any age
+            # is accepted once, under the symbol, guess and time og.events records.
+            found = self._stored_conversation(uuid)
+            if found is None:
+                raise NotFound(f"no conversation {uuid}")
+            symbol, guess, started, followed = found
+            if followed:
+                raise Conflict(f"conversation {uuid} already followed up")
+            stored = f"-{symbol}{'1' if guess else '0'}{timestamps.to_micros(started)}"
+            outcome = self._run(self._followup, keys_, (uuid, self.backlog_high_water, stored,
+                                                        self.conversation_ttl))
         if outcome == "followed":
             raise Conflict(f"conversation {uuid} already followed up")
         self._check_backlog(outcome)
+
+    def _stored_conversation(self, uuid):
+        try:
+            with self._database().connect() as connection:
+                return event_store.find_conversation(connection, uuid)
+        except ProgrammingError as error:
+            if _error_number(error) == NO_SUCH_TABLE:
+                return None  # no worker has run yet, so nothing is stored
+            raise Unavailable(f"event store unavailable: {error.__class__.__name__}") from error
+        except PoolTimeout as error:
+            raise Unavailable(f"all {POOL_SIZE} MariaDB connections of this API process stayed "
+                              f"busy for {self.database_timeout} s: cannot look up conversation "
+                              f"{uuid}, which is older than the window; not recorded, retry") from error
+        except SQLAlchemyError as error:
+            raise Unavailable(f"event store unavailable: cannot look up conversation {uuid}, "
+                              "which is older than the window; not recorded, retry "
+                              f"({error.__class__.__name__})") from error
 
     @staticmethod
     def _check_backlog(outcome):

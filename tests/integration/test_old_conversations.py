@@ -1,0 +1,117 @@
+"""Conversations of any age (issue 11): a followup after the conversation's window is
+answered from og.events, once; the common path never reads MariaDB."""
+import threading
+import time
+
+import sqlalchemy
+
+from core import keys
+from server.data_interface import Conflict
+from tests.range_oracle import assert_buckets_exact
+from tests.workers import drain, new_uuid, stored_rows
+
+WINDOW_S = 1
+"""OG_CONVERSATION_TTL of these tests: conversations leave the window while they run."""
+
+
+def age_out(redis, *conversations):
+    """Wait until the conversations' keys have expired: they are out of the window."""
+    deadline = time.monotonic() + 5
+    while any(redis.exists(keys.conversation(0, c)) for c in conversations):
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+
+
+def test_a_followup_after_the_window_is_accepted_once_under_its_conversation(
+        make_app, redis, database):
+    api = make_app("redis", OG_CONVERSATION_TTL=WINDOW_S)
+    old, followed, never = new_uuid(), new_uuid(), new_uuid()
+    assert api.post("/initial", {"uuid": old, "symbol": "k"})[0] == 200
+    assert api.post("/initial", {"uuid": followed, "symbol": "k"})[0] == 200
+    assert api.post("/followup", {"uuid": followed})[0] == 200
+    drain()
+    age_out(redis, old, followed)
+    before = api.get("/dashboard/symbol/k")[1]
+    assert (before["count"], before["followups"]) == (2, 1)
+
+    assert api.post("/followup", {"uuid": old}) == (200, {"uuid": old, "followup": True})
+    status, answer = api.post("/followup", {"uuid": old})
+    assert status == 409 and "already followed up" in answer["error"]
+    status, answer = api.post("/followup", {"uuid": followed})  # followed up inside its window
+    assert status == 409 and "already followed up" in answer["error"]
+    assert api.post("/followup", {"uuid": never})[0] == 404
+    after = api.get("/dashboard/symbol/k")[1]
+    assert (after["count"], after["followups"]) == (2, 2)
+    assert (after["earliest"], after["latest"]) == (before["earliest"], before["latest"])
+
+    # Stored under the conversation's symbol, guess and time, counted in its range bucket.
+    drain()
+    rows = [r for r in stored_rows(database) if r["uuid"] == old]
+    initial, followup = sorted(rows, key=lambda r: r["kind"] != "initial")
+    assert (followup["kind"], followup["symbol"], followup["guess"], followup["conversation_ts"]) == (
+        "followup", initial["symbol"], initial["guess"], initial["ts"])
+    assert_buckets_exact(database)
+    # Once the restored key has expired too, og.events itself says "followed up".
+    age_out(redis, old)
+    status, answer = api.post("/followup", {"uuid": old})
+    assert status == 409 and "already followed up" in answer["error"]
+    assert len([r for r in stored_rows(database) if r["uuid"] == old]) == 2
+
+
+def test_concurrent_followups_of_an_old_conversation_accept_exactly_one(
+        make_app, redis, database):
+    api = make_app("redis", OG_CONVERSATION_TTL=WINDOW_S)
+    conversations = [new_uuid() for _ in range(5)]
+    for conversation in conversations:
+        assert api.post("/initial", {"uuid": conversation, "symbol": "m"})[0] == 200
+    drain()
+    age_out(redis, *conversations)
+    statuses = []
+    lock = threading.Lock()
+    start = threading.Barrier(8)
+
+    def follow(conversation):
+        start.wait()
+        try:
+            api.data_interface.followup(conversation)
+            status = 200
+        except Conflict:
+            status = 409
+        with lock:
+            statuses.append((conversation, status))
+
+    for conversation in conversations:
+        start.reset()
+        threads = [threading.Thread(target=follow, args=(conversation,)) for _ in range(8)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(30)
+    for conversation in conversations:
+        answers = sorted(s for c, s in statuses if c == conversation)
+        assert answers == [200] + [409] * 7, (conversation, answers)
+    assert api.get("/dashboard/symbol/m")[1]["followups"] == 5
+    drain()
+    followups = [r for r in stored_rows(database) if r["kind"] == "followup"]
+    assert sorted(r["uuid"] for r in followups) == sorted(conversations)
+
+
+def test_an_old_followup_is_refused_not_guessed_while_mariadb_is_down(
+        make_app, redis, database, mariadb_server):
+    api = make_app("redis", OG_CONVERSATION_TTL=WINDOW_S, OG_DATABASE_TIMEOUT=1)
+    old = new_uuid()
+    assert api.post("/initial", {"uuid": old, "symbol": "n"})[0] == 200
+    drain()
+    age_out(redis, old)
+    mariadb_server.stop()
+    try:
+        status, answer = api.post("/followup", {"uuid": old})
+        assert status == 503 and "cannot look up" in answer["error"], (status, answer)
+        # The window's conversations do not need MariaDB.
+        fresh = new_uuid()
+        assert api.post("/initial", {"uuid": fresh, "symbol": "n"})[0] == 200
+        assert api.post("/followup", {"uuid": fresh})[0] == 200
+    finally:
+        mariadb_server.start()
+    assert api.post("/followup", {"uuid": old})[0] == 200
+    assert api.get("/dashboard/symbol/n")[1]["followups"] == 2
