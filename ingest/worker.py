@@ -289,8 +289,9 @@ class Worker:
                     log.exception("ingest %s: commit failed; entries left pending", self.name)
                     self.stop()
                 else:
-                    log.warning("ingest %s: consumer group gone after the write (%s); %d entries "
-                                "to be read again", self.name, error, len(batch.entries))
+                    log.warning("ingest %s: consumer group gone after the write (%s); the rows "
+                                "of these %d entries are in, and those still in the stream are "
+                                "read again by the new group", self.name, error, len(batch.entries))
             except Exception:  # never let the committer die silently with the reader going on
                 log.exception("ingest %s: commit failed; entries left pending", self.name)
                 self.stop()

@@ -481,3 +481,51 @@ def wait_drained(redis_client, worker=None, timeout=DRAIN_TIMEOUT_S):
             f"not drained within {timeout} s: (length, lag, pending) = {state}"
             + (f"\n{worker.log()}" if worker else ""))
         time.sleep(POLL_S)
+
+
+# --- the workers' metrics and their Prometheus target files ---------------------------
+
+
+def scrape_metrics(port, timeout=5.0):
+    """{(sample name, sorted label items): value} of 127.0.0.1:port/metrics."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    try:
+        connection.request("GET", "/metrics")
+        response = connection.getresponse()
+        assert response.status == 200, response.status
+        text = response.read().decode()
+    finally:
+        connection.close()
+    return {(sample.name, tuple(sorted(sample.labels.items()))): sample.value
+            for family in text_string_to_metric_families(text) for sample in family.samples}
+
+
+def metrics_targets(directory):
+    """{port: labels} from the workers' file_sd target files (ingest-<port>.json) in
+    `directory`; each file must be whole, valid JSON naming the port of its name."""
+    targets = {}
+    for path in sorted(Path(directory).glob("ingest-*.json")):
+        try:
+            entries = json.loads(path.read_text())
+        except FileNotFoundError:  # removed meanwhile (a worker's clean exit)
+            continue
+        assert len(entries) == 1 and len(entries[0]["targets"]) == 1, (path, entries)
+        host, _, port = entries[0]["targets"][0].rpartition(":")
+        assert host == "127.0.0.1" and path.name == f"ingest-{port}.json", (path, entries)
+        targets[int(port)] = entries[0]["labels"]
+    return targets
+
+
+def worker_port(worker, timeout=30.0):
+    """The metrics port an IngestProcess took: the target file naming its consumer."""
+    found = {}
+
+    def listed():
+        found.update({labels["consumer"]: port
+                      for port, labels in metrics_targets(worker.targets_dir).items()})
+        return worker.consumer in found
+
+    worker.wait_until(listed, timeout, "write its Prometheus target file")
+    return found[worker.consumer]
