@@ -1,4 +1,4 @@
-"""python -m benchmarks [--quick] [--only throughput,growth,drain,memory,staleness,range,cluster,proxy]
+"""python -m benchmarks [--quick] [--only throughput,growth,drain,memory,staleness,range,cluster,proxy,page]
                        [--duration S] [--rounds N] [--workers N] [--out DIR]
 
 Starts private Redis and MariaDB, the API on each backend and the ingest worker, drives
@@ -17,7 +17,8 @@ from pathlib import Path
 
 from benchmarks import load, machine, plan as plans
 
-SCENARIOS = ("throughput", "growth", "drain", "memory", "staleness", "range", "cluster", "proxy")
+SCENARIOS = ("throughput", "growth", "drain", "memory", "staleness", "range", "cluster", "proxy",
+             "page")
 RESULTS = Path(__file__).with_name("results")
 
 log = logging.getLogger("benchmarks")

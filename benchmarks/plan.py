@@ -55,6 +55,11 @@ class Plan:
     proxy_duration: int
     """Seconds of each of its conversation-flow windows (after a plan.warmup one).
     --duration sets it too."""
+    page_open_s: int
+    """Seconds one real page (headless Chromium) stays open while its requests are counted."""
+    page_watchers: int
+    """Open pages simulated beside the conversation flow (one wrk connection each); the
+    page scenario's windows use `rounds` and `duration` like throughput."""
 
 
 FULL = Plan(rounds=3, duration=15, mixed_duration=10, read_duration=8, read_events=100_000,
@@ -69,7 +74,7 @@ FULL = Plan(rounds=3, duration=15, mixed_duration=10, read_duration=8, read_even
             range_scan_budget_s=150, range_sqlite_max_events=10_000_000,
             range_sqlite_queries=300, range_sqlite_budget_s=90, range_overload_clients=150,
             cluster_partitions=12, cluster_drain_backlog=300_000,
-            proxy_rounds=4, proxy_duration=12)
+            proxy_rounds=4, proxy_duration=12, page_open_s=30, page_watchers=100)
 
 QUICK = Plan(rounds=1, duration=4, mixed_duration=3, read_duration=2, read_events=20_000,
              warmup=1, read_delay_ms=100, read_connections=2,
@@ -83,7 +88,7 @@ QUICK = Plan(rounds=1, duration=4, mixed_duration=3, read_duration=2, read_event
              range_scan_budget_s=30, range_sqlite_max_events=200_000,
              range_sqlite_queries=300, range_sqlite_budget_s=20, range_overload_clients=150,
              cluster_partitions=12, cluster_drain_backlog=30_000,
-             proxy_rounds=1, proxy_duration=4)
+             proxy_rounds=1, proxy_duration=4, page_open_s=12, page_watchers=100)
 
 
 def build(quick=False, duration=None, rounds=None):

@@ -569,6 +569,42 @@ def _proxy(results, figures):
     ])
 
 
+def _page(results):
+    p = results["page"]
+    s, one = p["summary"], p["one_page"]
+    rows = []
+    for label, row in s["flow"].items():
+        c = s["cpu_cores"][label]
+        rows.append([label, _n(row["ok_per_s"]), ", ".join(_n(v) for v in row["rounds_ok_per_s"]),
+                     _n(row["p50_ms"], 1), _n(row["p99_ms"], 1), _n(row["errors"]),
+                     _n(c["api"], 2), _n(c["redis"], 2), _n(c["mariadb"], 2), _n(c["ingest"], 2),
+                     _n(c["others"], 2)])
+    kinds = ", ".join(f"{kind} {count}" for kind, count in sorted(one["by_kind"].items()))
+    loaded = ", ".join(f"{kind} {count}" for kind, count in sorted(one["at_load"].items()))
+    return "\n".join([
+        "## The page: what watching costs\n",
+        f"**One open page** (headless Chromium on `/`, redis backend, worker running): "
+        f"{one['requests']} requests in {one['seconds']} s after loading = "
+        f"**{one['requests_per_s']:.3f} requests/s** ({kinds}); server/page/page.js plans "
+        f"{p['planned_requests_per_s']:.3f}/s (two requests every {p['refresh_ms'] / 1000:g} s, "
+        f"none while the tab is hidden). Loading it: {loaded}, plus the document.\n",
+        f"**{p['watchers']} open pages**, simulated with wrk (`watchers.lua`: one connection per "
+        "page asking exactly a page's refresh requests, /dashboard/overview and "
+        "/dashboard/range for today, at its interval), beside the conversation flow "
+        f"(`conversation.lua`, `-t1 -c64`); {p['rounds']} interleaved round(s) of "
+        f"{p['duration_s']} s windows, worker running: write throughput with watchers / "
+        f"without = **{_x(s['with_vs_without'])}** (per round: {_ratios(s['with_vs_without_rounds'])}). "
+        f"The watchers asked {_n(s['watcher_requests_per_s'], 1)} requests/s, p99 "
+        f"{_n(s['watcher_p99_ms'], 1)} ms, statuses {s['watcher_statuses']}, errors "
+        f"{s['watcher_errors']}.\n",
+        _table(("window", "2xx/s (median)", "per round", "p50 ms", "p99 ms", "errors",
+                "API cores", "Redis", "MariaDB", "worker", "other tenants"), rows),
+        "",
+        "og.events checks after every window: " + ("all passed" if s["checks_ok"] else "**FAILED**")
+        + " (see results.json).",
+    ])
+
+
 def render(results, figures):
     parts = [
         "# Benchmark report\n",
@@ -585,7 +621,8 @@ def render(results, figures):
                           ("staleness", lambda: _staleness(results)),
                           ("range", lambda: _range(results, figures)),
                           ("cluster", lambda: _cluster(results, figures)),
-                          ("proxy", lambda: _proxy(results, figures))):
+                          ("proxy", lambda: _proxy(results, figures)),
+                          ("page", lambda: _page(results))):
         if name in results:
             parts += ["", section()]
     return "\n".join(parts) + "\n"

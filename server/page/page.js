@@ -198,11 +198,13 @@ async function loadOverview() {
 function figure(list, label, value, warn) {
   const dt = document.createElement("dt");
   const dd = document.createElement("dd");
+  const group = document.createElement("div");
   dt.textContent = label;
   dd.textContent = value;
   dd.dataset.field = label;
-  if (warn) dd.className = "warn";
-  list.append(dt, dd);
+  if (warn) group.className = "warn";
+  group.append(dt, dd);
+  list.append(group);
   return dd;
 }
 

@@ -1,18 +1,12 @@
 """Headless Chromium for the page's tests: Debian's chromium and chromium-driver
-(provision/packages.sh) driven by Selenium, and a small driver of the page itself.
-
-Selenium is pointed at both binaries, so it never tries to download a browser or driver.
-"""
+(provision/packages.sh) under Selenium, one per session, and the page opened in it
+(tests/browser/page_driver.py)."""
 import os
 
 import pytest
-from selenium import webdriver
 from selenium.common.exceptions import WebDriverException
 
-from tests.browser.page_driver import WINDOW, Page
-
-CHROMIUM = "/usr/bin/chromium"
-CHROMEDRIVER = "/usr/bin/chromedriver"
+from tests.browser.page_driver import CHROMEDRIVER, CHROMIUM, Page, start_chromium
 
 
 @pytest.fixture(scope="session")
@@ -22,18 +16,7 @@ def chromium():
     if missing:
         pytest.fail(f"{', '.join(missing)} missing: `make setup` (provision/packages.sh) "
                     "installs Debian's chromium and chromium-driver")
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    # --no-sandbox: the tests run as root, where Chromium's sandbox refuses to start.
-    for argument in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-extensions",
-                     "--disable-dev-shm-usage", "--no-first-run", "--disable-background-networking",
-                     f"--window-size={WINDOW[0]},{WINDOW[1]}"):
-        options.add_argument(argument)
-    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    driver = webdriver.Chrome(options=options,
-                              service=webdriver.ChromeService(executable_path=CHROMEDRIVER))
-    driver.set_page_load_timeout(30)
-    driver.set_script_timeout(30)
+    driver = start_chromium()
     yield driver
     driver.quit()
 
@@ -42,17 +25,11 @@ def chromium():
 def page(chromium):
     """`page(base_url)` -> a Page opened on it. Left on about:blank afterwards, so no
     refresh loop of one test runs into the next."""
-    opened = []
-
     def open_page(url):
-        view = Page(chromium, url.rstrip("/") + "/")
-        view.open()
-        opened.append(view)
-        return view
+        return Page(chromium, url.rstrip("/") + "/").open()
 
     yield open_page
     try:
-        chromium.set_window_size(*WINDOW)
         chromium.get("about:blank")
     except WebDriverException:
         pass

@@ -1,6 +1,7 @@
 """A driver of the page in headless Chromium: reads what it shows through its ids and
 data- attributes (each cell's data-value is the number or text the API gave); and the
 page's files checked over plain HTTP."""
+import base64
 import http.client
 import os
 import re
@@ -9,9 +10,12 @@ import time
 from pathlib import Path
 
 import pytest
+from selenium import webdriver
 from selenium.common.exceptions import WebDriverException
 from selenium.webdriver.common.by import By
 
+CHROMIUM = "/usr/bin/chromium"
+CHROMEDRIVER = "/usr/bin/chromedriver"
 WINDOW = (1200, 900)
 WAIT_S = 20.0
 """A page refreshes every 5 s: two refreshes and a drain fit in this with room to spare."""
@@ -19,6 +23,24 @@ POLL_S = 0.1
 SCREENSHOT_VAR = "PAGE_SCREENSHOT"
 """If set, the screenshot the burst test takes is also written to this path (the README's
 docs/page.png is made with PAGE_SCREENSHOT=docs/page.png)."""
+
+def start_chromium():
+    """Headless Debian Chromium under Selenium, both binaries named, so Selenium never
+    downloads a browser or a driver. The caller quits it."""
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    # --no-sandbox: the tests run as root, where Chromium's sandbox refuses to start.
+    for argument in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-extensions",
+                     "--disable-dev-shm-usage", "--no-first-run", "--disable-background-networking",
+                     f"--window-size={WINDOW[0]},{WINDOW[1]}"):
+        options.add_argument(argument)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    driver = webdriver.Chrome(options=options,
+                              service=webdriver.ChromeService(executable_path=CHROMEDRIVER))
+    driver.set_page_load_timeout(30)
+    driver.set_script_timeout(30)
+    return driver
+
 
 # Reads a table of the page in one call: {symbol: {field: data-value}} for each body row.
 _READ_TABLE = """
@@ -96,11 +118,11 @@ class Page:
 
     def screenshot(self, path):
         """The whole page as a PNG at `path` (and at $PAGE_SCREENSHOT if set)."""
-        height = self.driver.execute_script("return document.documentElement.scrollHeight")
-        self.driver.set_window_size(WINDOW[0], max(WINDOW[1], height + 20))
-        time.sleep(0.3)  # one layout at the new size
-        assert self.driver.save_screenshot(str(path)), "no screenshot"
-        self.driver.set_window_size(*WINDOW)
+        size = self.driver.execute_cdp_cmd("Page.getLayoutMetrics", {})["cssContentSize"]
+        shot = self.driver.execute_cdp_cmd("Page.captureScreenshot", {
+            "format": "png", "captureBeyondViewport": True,
+            "clip": {"x": 0, "y": 0, "width": size["width"], "height": size["height"], "scale": 1}})
+        Path(path).write_bytes(base64.b64decode(shot["data"]))
         target = os.environ.get(SCREENSHOT_VAR)
         if target:
             Path(target).parent.mkdir(parents=True, exist_ok=True)

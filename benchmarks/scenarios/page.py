@@ -1,0 +1,172 @@
+"""What watching costs (issue 12, "cheap to watch"): the requests one open page makes, and
+what 100 open pages do to write throughput.
+
+(a) One page: headless Chromium (Debian's, as tests/browser drives it) keeps `/` open on
+    the redis API, worker running, for plan.page_open_s; the page's own Resource Timing
+    entries list every request it made after loading, so requests/s is counted, not
+    assumed. Beside it, the plan read from server/page/page.js (REFRESH_MS, two requests
+    per refresh).
+(b) Open pages, simulated: wrk with watchers.lua, one connection per page, each asking
+    exactly a page's refresh requests at its interval (not browsers: a browser per page
+    would measure Chromium, not the API). Rounds interleaved, each two windows of the
+    conversation flow (conversation.lua as throughput runs it), one alone and one beside
+    the watchers, the order alternating from round to round; worker running, drained and
+    checked after each window. The ratio of 2xx/s with over without, per round and of
+    the medians.
+"""
+import logging
+import re
+import time
+from statistics import median
+
+from benchmarks import load
+from benchmarks.summary import median_of, ratio
+from benchmarks.targets import Target
+from tests.servers import REPO_ROOT
+
+log = logging.getLogger("benchmarks")
+
+PAGE_JS = REPO_ROOT / "server" / "page" / "page.js"
+REQUESTS_PER_REFRESH = 2
+"""page.js's refresh: GET /dashboard/overview and GET /dashboard/range for the window."""
+SETTLE_S = 1.0
+"""After the page's first refresh, before counting (its files and first fetches are done)."""
+
+# Every request the page made (Resource Timing), by kind, after `arguments[0]` ms.
+_REQUESTS = """
+const since = arguments[0], out = {};
+for (const entry of performance.getEntriesByType("resource")) {
+  if (entry.startTime < since) continue;
+  const path = new URL(entry.name).pathname;
+  const kind = path.startsWith("/dashboard/range/") ? "range" : path;
+  out[kind] = (out[kind] || 0) + 1;
+}
+return out;
+"""
+
+
+def refresh_ms():
+    """REFRESH_MS as page.js says it."""
+    match = re.search(r"^const REFRESH_MS = (\d+);", PAGE_JS.read_text(), re.MULTILINE)
+    if not match:
+        raise RuntimeError(f"REFRESH_MS not found in {PAGE_JS}")
+    return int(match.group(1))
+
+
+def run(stack, plan):
+    interval_ms = refresh_ms()
+    planned = REQUESTS_PER_REFRESH * 1000 / interval_ms
+    one = _one_page(stack, plan.page_open_s)
+    log.info("one open page: %.3f requests/s over %d s (page.js plans %.3f); at load %s",
+             one["requests_per_s"], one["seconds"], planned, one["at_load"])
+    windows = []
+    for number in range(1, plan.rounds + 1):
+        first = number % 2 == 1  # alone first in odd rounds
+        for watched in (not first, first):
+            windows.append(_window(stack, plan, number, watched, interval_ms))
+    return {"refresh_ms": interval_ms, "planned_requests_per_s": round(planned, 3),
+            "one_page": one, "watchers": plan.page_watchers, "rounds": plan.rounds,
+            "duration_s": plan.duration, "windows": windows, "summary": summarize(windows)}
+
+
+# --- (a) one real page ------------------------------------------------------------------
+
+def _one_page(stack, seconds):
+    from tests.browser.page_driver import start_chromium  # selenium: only when this runs
+
+    with Target(stack, "redis", worker=True, label="page") as target:
+        driver = start_chromium()
+        try:
+            driver.get(target.url + "/")
+            deadline = time.monotonic() + 30
+            while driver.execute_script(
+                    "return document.getElementById('status').dataset.state") != "fresh":
+                if time.monotonic() > deadline:
+                    raise RuntimeError("the page did not show fresh numbers within 30 s")
+                time.sleep(0.1)
+            time.sleep(SETTLE_S)
+            at_load = driver.execute_script(_REQUESTS, 0)
+            since = driver.execute_script("return performance.now()")
+            time.sleep(seconds)
+            counted = driver.execute_script(_REQUESTS, since)
+            elapsed = (driver.execute_script("return performance.now()") - since) / 1000
+        finally:
+            driver.quit()
+    total = sum(counted.values())
+    return {"seconds": round(elapsed, 1), "requests": total, "by_kind": counted,
+            "requests_per_s": round(total / elapsed, 3), "at_load": at_load}
+
+
+# --- (b) write throughput with and without simulated pages ---------------------------------
+
+def _label(watched):
+    return "flow+watchers" if watched else "flow"
+
+
+def _window(stack, plan, number, watched, interval_ms):
+    label = _label(watched)
+    today = time.strftime("%Y-%m-%d", time.gmtime())
+    with Target(stack, "redis", worker=True, label=label) as target:
+        url = target.url
+        target.measure(lambda: load.start_wrk(url, "conversation", plan.warmup))
+        target.settle()
+        starters = [lambda: load.start_wrk(url, "conversation", plan.duration)]
+        if watched:
+            starters.append(lambda: load.start_wrk(url, "watchers", plan.duration,
+                                                   (today, today, interval_ms),
+                                                   connections=plan.page_watchers))
+        window = target.measure(*starters)
+        window["settle_s"] = target.settle()
+        window["check"] = target.check()
+    flow = window["results"][0]
+    watchers = window["results"][1] if watched else None
+    cores = window["cpu_cores"]
+    log.info("round %d %-14s %8.0f ok/s  p99 %s ms  errors %d%s  (API %.2f cores, MariaDB %.2f, "
+             "others %.2f)", number, label, flow["ok_per_s"], flow["p99_ms"], flow["errors"],
+             f"; watchers {watchers['requests'] / watchers['seconds']:.1f} req/s, "
+             f"p99 {watchers['p99_ms']} ms, errors {watchers['errors']}" if watchers else "",
+             cores["api"], cores["mariadb"], cores["others"])
+    return {"round": number, "label": label, "watched": watched, "window": window}
+
+
+def summarize(windows):
+    flows = {}
+    for label in (_label(False), _label(True)):
+        mine = [w["window"]["results"][0] for w in windows if w["label"] == label]
+        if mine:
+            flows[label] = median_of(mine)
+    by_round = {}
+    for w in windows:
+        by_round.setdefault(w["round"], {})[w["label"]] = w["window"]
+    rounds = [ratio(pair[_label(True)]["results"][0]["ok_per_s"],
+                    pair[_label(False)]["results"][0]["ok_per_s"])
+              for _, pair in sorted(by_round.items()) if len(pair) == 2]
+    watchers = [w["window"]["results"][1] for w in windows if w["watched"]]
+    cores = {label: {role: round(median(w["window"]["cpu_cores"][role] for w in windows
+                                        if w["label"] == label), 2)
+                     for role in ("api", "redis", "mariadb", "ingest", "others")}
+             for label in flows}
+    known = [r for r in rounds if r is not None]
+    return {
+        "flow": flows,
+        "with_vs_without": ratio(flows[_label(True)]["ok_per_s"], flows[_label(False)]["ok_per_s"])
+        if len(flows) == 2 else None,
+        "with_vs_without_rounds": rounds,
+        "with_vs_without_median_of_rounds": round(median(known), 3) if known else None,
+        "watcher_requests_per_s": round(median(r["requests"] / r["seconds"] for r in watchers), 1)
+        if watchers else None,
+        "watcher_p99_ms": round(median(r["p99_ms"] for r in watchers if r["p99_ms"] is not None), 2)
+        if watchers else None,
+        "watcher_errors": sum(r["errors"] for r in watchers),
+        "watcher_statuses": _statuses(watchers),
+        "cpu_cores": cores,
+        "checks_ok": all(w["window"]["check"]["ok"] for w in windows if w["window"]["check"]),
+    }
+
+
+def _statuses(results):
+    total = {}
+    for result in results:
+        for status, count in result["statuses"].items():
+            total[str(status)] = total.get(str(status), 0) + count
+    return total
