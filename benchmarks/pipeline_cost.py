@@ -52,14 +52,13 @@ def main(argv=None):
         coalescing._send = lambda commands: sent.append(len(commands)) or original(commands)
 
         def keys_of(u):
-            return (keys.conversation(0, u), keys.stream(0), keys.stats(0), keys.undrained(0),
-                    keys.fence(0))
+            return keys.script_keys(0, u)
 
         def coalesced(u):
-            coalescing.execute(*script.command(keys_of(u), (u, "a", "1", 3600, 10**9)))
+            coalescing.execute(*script.command(keys_of(u), (u, "a", "1", 3600, 10**9, 0, "0")))
 
         def unbatched(u):
-            plain.evalsha(script.sha, 5, *keys_of(u), u, "a", "1", 3600, 10**9)
+            plain.evalsha(script.sha, 6, *keys_of(u), u, "a", "1", 3600, 10**9, 0, "0")
 
         for label, call in (("coalesced", coalesced), ("plain evalsha", unbatched)):
             cpu_us, wall_us = _run(args.greenlets, args.calls, call)

@@ -111,6 +111,9 @@ class Settings:
     """Stream partitions; each is one hash tag, so one Redis Cluster slot."""
     conversation_ttl: int = DEFAULT_CONVERSATION_TTL
     backlog_high_water: int = DEFAULT_BACKLOG_HIGH_WATER
+    uuid_filter_mb: int = 32
+    """Size of the filter of every uuid ever started (core/seen.py), over all partitions;
+    0 accepts a uuid reused after its window as a new conversation."""
     redis_timeout: float = 1.0
     """Seconds a Redis call may take before the API answers 503."""
     redis_wait_replicas: int = 0
@@ -166,6 +169,7 @@ VARIABLES = {
     "OG_EPSILON": ("epsilon", _number(0.0, 1.0)),
     "OG_STREAM_PARTITIONS": ("stream_partitions", _integer(1, 16384)),
     "OG_CONVERSATION_TTL": ("conversation_ttl", _integer(1)),
+    "OG_UUID_FILTER_MB": ("uuid_filter_mb", _integer(0, 512)),
     "OG_BACKLOG_HIGH_WATER": ("backlog_high_water", _integer(1)),
     "OG_REDIS_TIMEOUT": ("redis_timeout", _number(0.0, open_low=True)),
     "OG_REDIS_WAIT_REPLICAS": ("redis_wait_replicas", _integer(0, 16)),

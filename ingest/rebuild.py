@@ -15,7 +15,7 @@ from pathlib import Path
 from sqlalchemy import case, func, select, tuple_
 
 from ingest.entries import MalformedEntry, Rows
-from core import keys, timestamps
+from core import keys, seen, timestamps
 from core.event_store import events
 
 LUA = Path(__file__).with_name("lua")
@@ -188,15 +188,53 @@ def _previous_layout(redis_client, partitions):
     return old
 
 
-def rebuild(redis_client, engine, partitions, conversation_ttl, fence_ttl_ms=FENCE_TTL_MS):
+def rebuild(redis_client, engine, partitions, conversation_ttl, fence_ttl_ms=FENCE_TTL_MS,
+            uuid_filter_mb=0):
     """Recompute Redis's hot state from og.events (and undrained stream entries), with
     writes fenced meanwhile; also the way to change OG_STREAM_PARTITIONS on a drained
     store."""
     previous = _previous_layout(redis_client, partitions)
+    bits = seen.bits_per_partition(uuid_filter_mb, partitions)
+    if bits and previous is None:
+        # A filter only gains bits, so it is refilled before the fence, writes going on:
+        # what they add sets its own bits.
+        _fill_filter(redis_client, engine, partitions, bits, fence=None)
     with Fence(redis_client, max(partitions, previous or 0), fence_ttl_ms) as fence:
         summary = _rebuild_fenced(redis_client, engine, partitions, previous,
                                   conversation_ttl, fence)
+        if bits and previous is not None:
+            # Another partition count moves every uuid's bits: replaced, under the fence.
+            _fill_filter(redis_client, engine, partitions, bits, fence, previous)
+    summary["uuid_filter_bits"] = bits
     return summary
+
+
+def _started_uuids(redis_client, engine, partitions):
+    """{partition: [uuid]} of every conversation started, in og.events or a stream."""
+    found = defaultdict(list)
+    for partition, _, fields in _stream_entries(redis_client, partitions):
+        if fields["kind"] == "initial":
+            found[partition].append(fields["uuid"])
+    with engine.connect() as connection:
+        rows = connection.execution_options(stream_results=True, yield_per=10_000).execute(
+            select(events.c.uuid).where(events.c.kind == "initial"))
+        for (uuid,) in rows:
+            found[keys.partition_of(uuid, partitions)].append(uuid)
+    return found
+
+
+def _fill_filter(redis_client, engine, partitions, bits, fence, previous=None):
+    started = _started_uuids(redis_client, engine, partitions)
+    for partition in range(max(partitions, previous or 0)):
+        live, aside = keys.seen(partition), keys.seen(partition) + ":rebuild"
+        redis_client.delete(aside)
+        if partition < partitions:
+            redis_client.set(aside, seen.bitmap(started.get(partition, ()), bits))
+        if fence is None:
+            redis_client.bitop("OR", live, live, aside)
+            redis_client.delete(aside)
+        else:
+            fence.write(partition, "swap", [aside, live])
 
 
 def _rebuild_fenced(redis_client, engine, partitions, previous, conversation_ttl, fence):

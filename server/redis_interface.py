@@ -17,7 +17,7 @@ from sqlalchemy.exc import ProgrammingError, SQLAlchemyError
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
-from core import event_store, keys, range_buckets, redis_client, timestamps
+from core import event_store, keys, range_buckets, redis_client, seen, timestamps
 from server.coalescing import SingleFlight
 from server.data_interface import Conflict, DataInterface, NotFound, Unavailable
 from server.model import NO_STATS, GuessStats
@@ -52,8 +52,9 @@ class Script:
 class RedisInterface(DataInterface):
     def __init__(self, policy, redis_url, database_url, partitions=1, conversation_ttl=3600,
                  backlog_high_water=1_000_000, timeout=1.0, database_timeout=2.0,
-                 wait_replicas=0):
+                 wait_replicas=0, uuid_filter_mb=0):
         self.policy = policy
+        self.filter_bits = seen.bits_per_partition(uuid_filter_mb, partitions)
         self.wait_replicas = wait_replicas
         self.redis_url = redis_url
         self.database_url = database_url
@@ -81,7 +82,8 @@ class RedisInterface(DataInterface):
                    conversation_ttl=settings.conversation_ttl,
                    backlog_high_water=settings.backlog_high_water,
                    timeout=settings.redis_timeout, database_timeout=settings.database_timeout,
-                   wait_replicas=settings.redis_wait_replicas)
+                   wait_replicas=settings.redis_wait_replicas,
+                   uuid_filter_mb=settings.uuid_filter_mb)
 
     # Clients are built on first use: in a gunicorn worker that is after the fork and
     # after gevent's patching, so sockets are cooperative and never shared across forks.
@@ -175,15 +177,21 @@ class RedisInterface(DataInterface):
         return self._call([script.command(keys_, args)])[0]
 
     def _keys(self, uuid):
-        partition = keys.partition_of(uuid, self.partitions)
-        return (keys.conversation(partition, uuid), keys.stream(partition), keys.stats(partition),
-                keys.undrained(partition), keys.fence(partition))
+        return keys.script_keys(keys.partition_of(uuid, self.partitions), uuid)
 
     def initial(self, uuid, symbol):
         guess = self.policy.guess(self._model_stats(symbol))
-        outcome = self._run(self._initial, self._keys(uuid),
-                            (uuid, symbol, "1" if guess else "0", self.conversation_ttl,
-                             self.backlog_high_water))
+        args = (uuid, symbol, "1" if guess else "0", self.conversation_ttl,
+                self.backlog_high_water, self.filter_bits)
+        outcome = self._run(self._initial, self._keys(uuid), (*args, "0"))
+        if outcome == "check":
+            # The filter has (probably) seen this uuid before its window: a reuse, or a
+            # false positive. og.events decides; only this path reads MariaDB.
+            found = self._stored_conversation(uuid)
+            if found is not None:
+                raise Conflict(f"conversation {uuid} already exists (started "
+                               f"{timestamps.format_datetime(found[2])})")
+            outcome = self._run(self._initial, self._keys(uuid), (*args, "1"))
         if outcome == "exists":
             raise Conflict(f"conversation {uuid} already exists")
         self._check_backlog(outcome)
@@ -218,11 +226,11 @@ class RedisInterface(DataInterface):
             raise Unavailable(f"event store unavailable: {error.__class__.__name__}") from error
         except PoolTimeout as error:
             raise Unavailable(f"all {POOL_SIZE} MariaDB connections of this API process stayed "
-                              f"busy for {self.database_timeout} s: cannot look up conversation "
-                              f"{uuid}, which is older than the window; not recorded, retry") from error
+                              f"busy for {self.database_timeout} s: cannot look up uuid {uuid} "
+                              "in the stored conversations; not recorded, retry") from error
         except SQLAlchemyError as error:
-            raise Unavailable(f"event store unavailable: cannot look up conversation {uuid}, "
-                              "which is older than the window; not recorded, retry "
+            raise Unavailable(f"event store unavailable: cannot look up uuid {uuid} in the "
+                              "stored conversations; not recorded, retry "
                               f"({error.__class__.__name__})") from error
 
     @staticmethod

@@ -25,7 +25,6 @@ def _used(client):
 
 def _conversations(client, count):
     initial, followup = Script("initial"), Script("followup")
-    stream, stats = keys.stream(0), keys.stats(0)
     ttl, high_water = config.DEFAULT_CONVERSATION_TTL, config.DEFAULT_BACKLOG_HIGH_WATER
     rng = random.Random(5)
     for script in (initial, followup):
@@ -36,12 +35,12 @@ def _conversations(client, count):
         uuids = [str(uuidlib.UUID(int=rng.getrandbits(128), version=4))
                  for _ in range(min(PIPELINE, count - start))]
         for uuid in uuids:
+            # Without the uuid filter: its fixed size (OG_UUID_FILTER_MB) is not per conversation.
             pipe.execute_command(*initial.command(
-                (keys.conversation(0, uuid), stream, stats),
-                (uuid, rng.choice(ascii_lowercase), rng.choice("01"), ttl, high_water)))
+                keys.script_keys(0, uuid),
+                (uuid, rng.choice(ascii_lowercase), rng.choice("01"), ttl, high_water, 0, "0")))
         for uuid in uuids[::2]:
-            pipe.execute_command(*followup.command((keys.conversation(0, uuid), stream, stats),
-                                                   (uuid, high_water)))
+            pipe.execute_command(*followup.command(keys.script_keys(0, uuid), (uuid, high_water)))
         replies = pipe.execute()
         if set(replies) != {"ok"}:
             raise RuntimeError(f"unexpected script replies: {set(replies)}")

@@ -7,11 +7,14 @@
 -- KEYS[3] aggregates hash    og:{p}:stats
 -- KEYS[4] undrained counter  og:{p}:undrained
 -- KEYS[5] rebuild fence      og:{p}:fence
+-- KEYS[6] uuid filter        og:{p}:seen (core/seen.py: the same positions)
 -- ARGV[1] uuid (canonical)   ARGV[2] symbol (a-z)   ARGV[3] guess ('1' vowel, '0' consonant)
 -- ARGV[4] conversation window, seconds   ARGV[5] backlog high-water mark, entries
+-- ARGV[6] the filter's bits (0: no filter)   ARGV[7] '1' when og.events was asked already
 -- Returns 'ok', 'exists' (the uuid already started a conversation: 409), 'backlog'
--- (more undrained entries than the mark: 503) or 'fenced' (a rebuild runs: 503);
--- nothing is written unless 'ok'.
+-- (more undrained entries than the mark: 503), 'fenced' (a rebuild runs: 503) or
+-- 'check' (the filter may have seen the uuid, before its window: the caller asks
+-- og.events, then calls again with ARGV[7] = '1'); nothing is written unless 'ok'.
 local uuid, symbol, guess = ARGV[1], ARGV[2], ARGV[3]
 
 local guard = redis.call('MGET', KEYS[4], KEYS[5])
@@ -29,6 +32,31 @@ local ts = now[1] .. string.format('%06d', now[2])
 
 if not redis.call('SET', KEYS[1], '-' .. symbol .. guess .. ts, 'NX', 'EX', ARGV[4]) then
   return 'exists'
+end
+
+local bits = tonumber(ARGV[6])
+local positions = {}
+if bits > 0 then
+  local digest = redis.sha1hex(uuid)
+  for i = 0, 3 do
+    positions[#positions + 1] = tonumber(string.sub(digest, 8 * i + 1, 8 * i + 8), 16) % bits
+  end
+  if ARGV[7] ~= '1' then
+    local seen = true
+    for _, position in ipairs(positions) do
+      if redis.call('GETBIT', KEYS[6], position) == 0 then
+        seen = false
+        break
+      end
+    end
+    if seen then
+      redis.call('DEL', KEYS[1])  -- nothing written: the caller decides first
+      return 'check'
+    end
+  end
+  for _, position in ipairs(positions) do
+    redis.call('SETBIT', KEYS[6], position, 1)
+  end
 end
 
 redis.call('XADD', KEYS[2], '*', 'kind', 'initial', 'uuid', uuid, 'symbol', symbol,

@@ -5,13 +5,21 @@ import time
 
 import sqlalchemy
 
-from core import keys
+from core import keys, seen
 from server.data_interface import Conflict
 from tests.range_oracle import assert_buckets_exact
-from tests.workers import drain, new_uuid, stored_rows
+from tests.workers import drain, new_uuid, run_ingest, stored_rows
 
 WINDOW_S = 1
 """OG_CONVERSATION_TTL of these tests: conversations leave the window while they run."""
+
+
+def raw_value(redis_server, key):
+    client = redis_server.client(decode_responses=False)
+    try:
+        return client.get(key) or b""
+    finally:
+        client.close()
 
 
 def age_out(redis, *conversations):
@@ -115,3 +123,63 @@ def test_an_old_followup_is_refused_not_guessed_while_mariadb_is_down(
         mariadb_server.start()
     assert api.post("/followup", {"uuid": old})[0] == 200
     assert api.get("/dashboard/symbol/n")[1]["followups"] == 2
+
+
+def test_a_uuid_reused_after_its_window_is_a_409_from_og_events(make_app, redis, database):
+    api = make_app("redis", OG_CONVERSATION_TTL=WINDOW_S)
+    reused, fresh = new_uuid(), new_uuid()
+    assert api.post("/initial", {"uuid": reused, "symbol": "q"})[0] == 200
+    drain()
+    age_out(redis, reused)
+    status, answer = api.post("/initial", {"uuid": reused, "symbol": "r"})
+    assert status == 409 and "already exists" in answer["error"], (status, answer)
+    assert api.post("/initial", {"uuid": fresh, "symbol": "r"})[0] == 200
+    assert [api.get(f"/dashboard/symbol/{s}")[1]["count"] for s in "qr"] == [1, 1]
+    drain()
+    assert sorted(r["uuid"] for r in stored_rows(database)) == sorted([reused, fresh])
+
+
+def test_the_filter_and_og_events_agree_on_every_bit(make_app, redis, redis_server, database):
+    # core/seen.py is the Python twin of initial.lua's positions: `ingest rebuild` refills
+    # the filter with it, so the two must set the same bits.
+    api = make_app("redis", OG_UUID_FILTER_MB=1)
+    bits = seen.bits_per_partition(1, 1)
+    started = [new_uuid() for _ in range(200)]
+    for conversation in started:
+        assert api.post("/initial", {"uuid": conversation, "symbol": "s"})[0] == 200
+    raw = raw_value(redis_server, keys.seen(0))
+    assert raw.rstrip(b"\0") == seen.bitmap(started, bits).rstrip(b"\0")
+
+
+def test_a_false_positive_costs_one_lookup_and_is_accepted(make_app, redis, redis_server,
+                                                         database):
+    # A filter of 8 bits is full after a few conversations: every new uuid looks seen,
+    # og.events says it is not, and it is accepted.
+    api = make_app("redis", OG_UUID_FILTER_MB=0)
+    api.data_interface.filter_bits = 8
+    started = [new_uuid() for _ in range(40)]
+    for conversation in started:
+        assert api.post("/initial", {"uuid": conversation, "symbol": "t"})[0] == 200
+    assert raw_value(redis_server, keys.seen(0)) == b"\xff"
+    assert api.get("/dashboard/symbol/t")[1]["count"] == 40
+    status, _ = api.post("/initial", {"uuid": started[0], "symbol": "t"})
+    assert status == 409  # inside its window: the key says so
+
+
+def test_rebuild_refills_the_filter_after_redis_lost_it(make_app, redis, redis_server, database):
+    api = make_app("redis", OG_CONVERSATION_TTL=WINDOW_S, OG_UUID_FILTER_MB=1)
+    started = [new_uuid() for _ in range(30)]
+    for conversation in started:
+        assert api.post("/initial", {"uuid": conversation, "symbol": "u"})[0] == 200
+    drain()
+    before = raw_value(redis_server, keys.seen(0))
+    redis.flushall()
+    result = run_ingest("rebuild", REDIS_URL=api.env["REDIS_URL"],
+                        DATABASE_URL=api.env["DATABASE_URL"], OG_UUID_FILTER_MB=1,
+                        OG_CONVERSATION_TTL=WINDOW_S)
+    assert result.returncode == 0, result.stdout + result.stderr
+    # SETBIT grows the string only as far as its highest bit; the rebuilt one is whole.
+    assert raw_value(redis_server, keys.seen(0)).rstrip(b"\0") == before.rstrip(b"\0") != b""
+    age_out(redis, *started)
+    status, answer = api.post("/initial", {"uuid": started[0], "symbol": "u"})
+    assert status == 409, (status, answer)
