@@ -58,7 +58,7 @@ def main(argv=None):
             coalescing.execute(*script.command(keys_of(u), (u, "a", "1", 3600, 10**9, 0, "0")))
 
         def unbatched(u):
-            plain.evalsha(script.sha, 6, *keys_of(u), u, "a", "1", 3600, 10**9, 0, "0")
+            plain.evalsha(script.sha, len(keys_of(u)), *keys_of(u), u, "a", "1", 3600, 10**9, 0, "0")
 
         for label, call in (("coalesced", coalesced), ("plain evalsha", unbatched)):
             cpu_us, wall_us = _run(args.greenlets, args.calls, call)

@@ -15,6 +15,7 @@ its uuid, which is also where its followup lands:
     og:{p}:undrained   entries appended but not yet acknowledged by the ingest group
                        (lag + pending): the scripts add, the worker's acks subtract
     og:{p}:seen        Bloom filter of every uuid that started a conversation (core/seen.py)
+    og:{p}:seen:bits   its size in bits, which every API process follows (0: off)
     og:{p}:fence       present while `ingest rebuild` runs: writes answer 503 (PX-bounded,
                        so a crashed rebuild cannot fence writes for longer than that)
     og:{0}:layout      the partition count the store was made with (OG_STREAM_PARTITIONS)
@@ -57,6 +58,10 @@ def seen(partition: int) -> str:
     return f"{PREFIX}:{{{partition}}}:seen"
 
 
+def seen_bits(partition: int) -> str:
+    return f"{PREFIX}:{{{partition}}}:seen:bits"
+
+
 def fence(partition: int) -> str:
     return f"{PREFIX}:{{{partition}}}:fence"
 
@@ -64,7 +69,7 @@ def fence(partition: int) -> str:
 def script_keys(partition: int, uuid: str):
     """KEYS of server/lua/initial.lua and followup.lua for one conversation."""
     return (conversation(partition, uuid), stream(partition), stats(partition),
-            undrained(partition), fence(partition), seen(partition))
+            undrained(partition), fence(partition), seen(partition), seen_bits(partition))
 
 
 def slot(key: str) -> int:

@@ -195,17 +195,22 @@ def rebuild(redis_client, engine, partitions, conversation_ttl, fence_ttl_ms=FEN
     store."""
     previous = _previous_layout(redis_client, partitions)
     bits = seen.bits_per_partition(uuid_filter_mb, partitions)
-    if bits and previous is None:
-        # A filter only gains bits, so it is refilled before the fence, writes going on:
-        # what they add sets its own bits.
+    # A filter only gains bits, so one of the same size is refilled before the fence,
+    # writes going on: what they add sets its own bits. Another size, or another
+    # partition count, moves every uuid's bits: that one is replaced under the fence.
+    for partition in range(partitions):
+        redis_client.set(keys.seen_bits(partition), bits, nx=True)
+    resize = previous is not None or any(
+        int(redis_client.get(keys.seen_bits(p)) or bits) != bits for p in range(partitions))
+    if bits and not resize:
         _fill_filter(redis_client, engine, partitions, bits, fence=None)
     with Fence(redis_client, max(partitions, previous or 0), fence_ttl_ms) as fence:
         summary = _rebuild_fenced(redis_client, engine, partitions, previous,
                                   conversation_ttl, fence)
-        if bits and previous is not None:
-            # Another partition count moves every uuid's bits: replaced, under the fence.
+        if resize:
             _fill_filter(redis_client, engine, partitions, bits, fence, previous)
     summary["uuid_filter_bits"] = bits
+    summary["uuid_filter_resized"] = resize
     return summary
 
 
@@ -224,17 +229,17 @@ def _started_uuids(redis_client, engine, partitions):
 
 
 def _fill_filter(redis_client, engine, partitions, bits, fence, previous=None):
-    started = _started_uuids(redis_client, engine, partitions)
+    started = _started_uuids(redis_client, engine, partitions) if bits else {}
     for partition in range(max(partitions, previous or 0)):
         live, aside = keys.seen(partition), keys.seen(partition) + ":rebuild"
         redis_client.delete(aside)
-        if partition < partitions:
+        if partition < partitions and bits:
             redis_client.set(aside, seen.bitmap(started.get(partition, ()), bits))
         if fence is None:
             redis_client.bitop("OR", live, live, aside)
             redis_client.delete(aside)
         else:
-            fence.write(partition, "swap", [aside, live])
+            fence.write(partition, "swap", [aside, live, keys.seen_bits(partition)], [bits])
 
 
 def _rebuild_fenced(redis_client, engine, partitions, previous, conversation_ttl, fence):

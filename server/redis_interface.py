@@ -121,8 +121,10 @@ class RedisInterface(DataInterface):
             router, scripts=(self._initial.text, self._followup.text),
             wait_replicas=self.wait_replicas, wait_timeout_ms=int(self.timeout * 500))
         try:
-            _, recorded = client.execute_many([("SET", keys.layout(), self.partitions, "NX"),
-                                               ("GET", keys.layout())])
+            # The uuid filter's size too: the first process records it for the store.
+            _, recorded, *_ = client.execute_many(
+                [("SET", keys.layout(), self.partitions, "NX"), ("GET", keys.layout())]
+                + [("SET", keys.seen_bits(p), self.filter_bits, "NX") for p in range(self.partitions)])
         except (RedisError, OSError) as error:
             raise Unavailable(f"redis unavailable: {error}") from error
         if int(recorded) != self.partitions:

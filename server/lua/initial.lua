@@ -8,16 +8,18 @@
 -- KEYS[4] undrained counter  og:{p}:undrained
 -- KEYS[5] rebuild fence      og:{p}:fence
 -- KEYS[6] uuid filter        og:{p}:seen (core/seen.py: the same positions)
+-- KEYS[7] its size in bits   og:{p}:seen:bits
 -- ARGV[1] uuid (canonical)   ARGV[2] symbol (a-z)   ARGV[3] guess ('1' vowel, '0' consonant)
 -- ARGV[4] conversation window, seconds   ARGV[5] backlog high-water mark, entries
--- ARGV[6] the filter's bits (0: no filter)   ARGV[7] '1' when og.events was asked already
+-- ARGV[6] the filter's bits if KEYS[7] is missing (0: no filter)
+-- ARGV[7] '1' when og.events was asked already
 -- Returns 'ok', 'exists' (the uuid already started a conversation: 409), 'backlog'
 -- (more undrained entries than the mark: 503), 'fenced' (a rebuild runs: 503) or
 -- 'check' (the filter may have seen the uuid, before its window: the caller asks
 -- og.events, then calls again with ARGV[7] = '1'); nothing is written unless 'ok'.
 local uuid, symbol, guess = ARGV[1], ARGV[2], ARGV[3]
 
-local guard = redis.call('MGET', KEYS[4], KEYS[5])
+local guard = redis.call('MGET', KEYS[4], KEYS[5], KEYS[7])
 if guard[2] then
   return 'fenced'
 end
@@ -34,7 +36,9 @@ if not redis.call('SET', KEYS[1], '-' .. symbol .. guess .. ts, 'NX', 'EX', ARGV
   return 'exists'
 end
 
-local bits = tonumber(ARGV[6])
+-- The store's recorded size wins over this process's setting: every process must hash
+-- a uuid to the same bits. (ingest rebuild changes it, under its fence.)
+local bits = tonumber(guard[3] or ARGV[6])
 local positions = {}
 if bits > 0 then
   local digest = redis.sha1hex(uuid)

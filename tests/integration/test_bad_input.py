@@ -40,9 +40,10 @@ class Store:
 
     def snapshot(self):
         if self.redis is not None:
-            # The layout record (og:{0}:layout) is written at the first Redis use of any
-            # request; it is metadata, not something a request stored.
-            data_keys = [k for k in self.redis.keys("*") if k != keys.layout()]
+            # The layout record (og:{0}:layout) and the uuid filter's size are written at
+            # the first Redis use of any request; metadata, not something a request stored.
+            data_keys = [k for k in self.redis.keys("*")
+                         if k not in (keys.layout(), keys.seen_bits(0))]
             return (self.redis.xlen(STREAM), self.redis.hgetall(STATS), len(data_keys))
         with contextlib.closing(sqlite3.connect(self.api.sqlite_path)) as db:
             return db.execute("SELECT COUNT(*), COUNT(followup_ts) FROM conversations").fetchone()

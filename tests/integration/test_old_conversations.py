@@ -155,8 +155,8 @@ def test_a_false_positive_costs_one_lookup_and_is_accepted(make_app, redis, redi
                                                          database):
     # A filter of 8 bits is full after a few conversations: every new uuid looks seen,
     # og.events says it is not, and it is accepted.
-    api = make_app("redis", OG_UUID_FILTER_MB=0)
-    api.data_interface.filter_bits = 8
+    api = make_app("redis")
+    redis.set(keys.seen_bits(0), 8)  # the store's recorded size is the one the API uses
     started = [new_uuid() for _ in range(40)]
     for conversation in started:
         assert api.post("/initial", {"uuid": conversation, "symbol": "t"})[0] == 200
@@ -183,3 +183,28 @@ def test_rebuild_refills_the_filter_after_redis_lost_it(make_app, redis, redis_s
     age_out(redis, *started)
     status, answer = api.post("/initial", {"uuid": started[0], "symbol": "u"})
     assert status == 409, (status, answer)
+
+
+def test_the_store_keeps_one_filter_size_and_rebuild_changes_it(make_app, redis, redis_server,
+                                                                database):
+    first = make_app("redis", OG_CONVERSATION_TTL=WINDOW_S, OG_UUID_FILTER_MB=1)
+    started = [new_uuid() for _ in range(20)]
+    for conversation in started[:10]:
+        assert first.post("/initial", {"uuid": conversation, "symbol": "v"})[0] == 200
+    # A process configured with another size follows the store's, so both find the bits.
+    second = make_app("redis", OG_CONVERSATION_TTL=WINDOW_S, OG_UUID_FILTER_MB=2)
+    for conversation in started[10:]:
+        assert second.post("/initial", {"uuid": conversation, "symbol": "v"})[0] == 200
+    assert int(redis.get(keys.seen_bits(0))) == seen.bits_per_partition(1, 1)
+    drain()
+    age_out(redis, *started)
+    assert {second.post("/initial", {"uuid": c, "symbol": "v"})[0] for c in started} == {409}
+
+    result = run_ingest("rebuild", REDIS_URL=second.env["REDIS_URL"],
+                        DATABASE_URL=second.env["DATABASE_URL"], OG_UUID_FILTER_MB=2,
+                        OG_CONVERSATION_TTL=WINDOW_S)
+    assert result.returncode == 0, result.stdout + result.stderr
+    bits = seen.bits_per_partition(2, 1)
+    assert int(redis.get(keys.seen_bits(0))) == bits
+    assert raw_value(redis_server, keys.seen(0)) == seen.bitmap(started, bits)
+    assert {first.post("/initial", {"uuid": c, "symbol": "v"})[0] for c in started} == {409}
