@@ -8,6 +8,7 @@ conversation keys still inside the followup window; each write is made only whil
 fence still holds.
 """
 import threading
+import time
 import uuid as uuid_module
 from collections import defaultdict
 from pathlib import Path
@@ -205,10 +206,12 @@ def rebuild(redis_client, engine, partitions, conversation_ttl, fence_ttl_ms=FEN
     if bits and not resize:
         _fill_filter(redis_client, engine, partitions, bits, fence=None)
     with Fence(redis_client, max(partitions, previous or 0), fence_ttl_ms) as fence:
+        fenced_at = time.monotonic()
         summary = _rebuild_fenced(redis_client, engine, partitions, previous,
                                   conversation_ttl, fence)
         if resize:
             _fill_filter(redis_client, engine, partitions, bits, fence, previous)
+    summary["fenced_s"] = round(time.monotonic() - fenced_at, 3)  # writes got 503 this long
     summary["uuid_filter_bits"] = bits
     summary["uuid_filter_resized"] = resize
     return summary
