@@ -117,6 +117,10 @@ def rewrite(path):
         from benchmarks.scenarios import proxy
 
         results["proxy"]["summary"] = proxy.summarize(results["proxy"]["windows"])
+    if "page" in results and "windows" in results["page"]:
+        from benchmarks.scenarios import page
+
+        results["page"]["summary"] = page.summarize(results["page"]["windows"])
     write(results, path.parent)
     return 0
 

@@ -596,7 +596,13 @@ def _page(results):
         f"without = **{_x(s['with_vs_without'])}** (per round: {_ratios(s['with_vs_without_rounds'])}). "
         f"The watchers asked {_n(s['watcher_requests_per_s'], 1)} requests/s, p99 "
         f"{_n(s['watcher_p99_ms'], 1)} ms, statuses {s['watcher_statuses']}, errors "
-        f"{s['watcher_errors']}.\n",
+        f"{s['watcher_errors']}. This host is shared (*other tenants* below), so 2xx/s moves "
+        "with what they take; the CPU the stack spends per write is steadier: "
+        f"{_n(s['us_per_2xx'].get('flow'))} µs without watchers, "
+        f"{_n(s['us_per_2xx'].get('flow+watchers'))} µs with them, a cost ratio of "
+        f"**{_x(s['cost_ratio'])}** (per round: {_ratios(s['cost_ratio_rounds'])}): the "
+        "throughput to expect with watchers, relative to without, when the API is CPU-bound "
+        "and gets the same CPU.\n",
         _table(("window", "2xx/s (median)", "per round", "p50 ms", "p99 ms", "errors",
                 "API cores", "Redis", "MariaDB", "worker", "other tenants"), rows),
         "",

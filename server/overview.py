@@ -5,6 +5,7 @@ The dashboards come from server.app's own data_interface, so they are the API's 
 Each API process computes the answer at most once a second; meanwhile every caller gets
 the same copy, which is what makes many open pages cheap for the stores.
 """
+import json
 import logging
 import threading
 import time
@@ -39,8 +40,8 @@ class Overview:
         self._redis_lock = threading.Lock()
 
     def answer(self):
-        """(status, body): 200, or 503 with `error` when a store did not answer (the
-        parts that did answer are in the body all the same)."""
+        """(status, body as JSON bytes): 200, or 503 with `error` when a store did not
+        answer (the parts that did answer are in the body all the same)."""
         cached = self._cached
         if cached is not None and self.clock() - cached[0] < CACHE_S:
             return cached[1], cached[2]
@@ -49,8 +50,9 @@ class Overview:
     def _refresh(self):
         started = self.clock()
         status, body = self._compute()
-        self._cached = (started, status, body)
-        return status, body
+        # Encoded once: every caller of the next second gets these bytes as they are.
+        self._cached = (started, status, json.dumps(body).encode())
+        return self._cached[1], self._cached[2]
 
     def _compute(self):
         backend = self.settings.backend

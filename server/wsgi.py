@@ -45,12 +45,12 @@ _page_files = assets.PageFiles()
 _overview = overview.Overview(data_interface, config.load())
 
 
-def _json(start_response, status, payload, headers=(), head=False):
+def _json(start_response, status, payload, headers=()):
     body = json.dumps(payload).encode()
     start_response(f"{status} {_REASONS[status]}",
                    [("Content-Type", "application/json"), ("Content-Length", str(len(body))),
                     *headers])
-    return [] if head else [body]
+    return [body]
 
 
 def read_body(environ):
@@ -138,5 +138,7 @@ def _page_route(environ, start_response):
         return _page_files.answer(environ, start_response, found)
     status, body = _overview.answer()
     # Each answer is at most a second old already; a cache on the way would only age it.
-    return _json(start_response, status, body, [("Cache-Control", "no-store")],
-                 head=method == "HEAD")
+    start_response(f"{status} {_REASONS[status]}",
+                   [("Content-Type", "application/json"), ("Content-Length", str(len(body))),
+                    ("Cache-Control", "no-store")])
+    return [] if method == "HEAD" else [body]

@@ -147,7 +147,16 @@ def summarize(windows):
                      for role in ("api", "redis", "mariadb", "ingest", "others")}
              for label in flows}
     known = [r for r in rounds if r is not None]
+    # CPU per write: steadier than 2xx/s when other tenants take a varying share of the
+    # two cores. With watchers it includes what their requests cost, which is the point.
+    cost = {label: _median([_us_per_2xx(w["window"]) for w in windows if w["label"] == label])
+            for label in flows}
+    cost_rounds = [ratio(_us_per_2xx(pair[_label(False)]), _us_per_2xx(pair[_label(True)]))
+                   for _, pair in sorted(by_round.items()) if len(pair) == 2]
     return {
+        "us_per_2xx": cost,
+        "cost_ratio": ratio(cost.get(_label(False)), cost.get(_label(True))),
+        "cost_ratio_rounds": cost_rounds,
         "flow": flows,
         "with_vs_without": ratio(flows[_label(True)]["ok_per_s"], flows[_label(False)]["ok_per_s"])
         if len(flows) == 2 else None,
@@ -162,6 +171,21 @@ def summarize(windows):
         "cpu_cores": cores,
         "checks_ok": all(w["window"]["check"]["ok"] for w in windows if w["window"]["check"]),
     }
+
+
+OURS = ("api", "redis", "mariadb", "ingest")
+"""The processes a write costs CPU in (the load generators' is left out)."""
+
+
+def _us_per_2xx(window):
+    """CPU µs of the stack per conversation-flow 2xx in one window."""
+    ok = window["results"][0]["ok_per_s"]
+    return round(sum(window["cpu_cores"][role] for role in OURS) / ok * 1e6, 1) if ok else None
+
+
+def _median(values):
+    known = [v for v in values if v is not None]
+    return round(median(known), 1) if known else None
 
 
 def _statuses(results):
