@@ -120,7 +120,7 @@ def test_a_start_removes_target_files_whose_port_does_not_answer(redis, database
     assert metrics_targets(directory) == {}
 
 
-def test_workers_find_a_port_with_no_settings_beside_a_taken_one(redis, database, ingest):
+def test_a_configured_port_taken_by_something_else_is_skipped(redis, database, ingest):
     """The configured port taken by something else: the worker takes the next one."""
     import socket
 

@@ -23,9 +23,9 @@ def wait_for(predicate, what, timeout=WAIT_S):
         time.sleep(0.05)
 
 
-def status_of(redis_server, mariadb_server=None):
-    settings = {"REDIS_URL": redis_server.url}
-    return ingest_status(**settings)
+def status_of(redis_server):
+    """`python -m ingest status --json` of partition 0."""
+    return ingest_status(REDIS_URL=redis_server.url)
 
 
 def figures(status):
@@ -43,8 +43,8 @@ def consumer_series(port):
             if name == "og_ingest_consumer_pending"}
 
 
-def hold_a_batch(redis, mariadb_server, worker, n):
-    """Make `worker` read n appended entries and hang in its INSERT (og.events locked);
+def hold_a_batch(redis, mariadb_server, n):
+    """Make the running worker read n appended entries and hang in its INSERT (og.events locked);
     returns (entries, the lock's connection: close it to let the INSERT go)."""
     lock = mariadb_server.connect(database="og")
     with lock.cursor() as cursor:
@@ -100,7 +100,7 @@ def test_a_killed_workers_pending_shows_until_reclaimed_then_its_consumer_goes(
         redis, database, redis_server, mariadb_server, ingest):
     dead = ingest(name="dead").start(redis)
     wait_events_table(database)
-    entries, lock = hold_a_batch(redis, mariadb_server, dead, 50)
+    entries, lock = hold_a_batch(redis, mariadb_server, 50)
     try:
         dead.kill()
     finally:
@@ -183,7 +183,7 @@ def test_status_and_gauges_after_the_group_is_recreated(redis, database, redis_s
     worker = ingest(OG_INGEST_METRICS_PORT=port, OG_INGEST_CLAIM_IDLE_MS=500).start(redis)
     port = worker_port(worker)
     wait_events_table(database)
-    before, lock = hold_a_batch(redis, mariadb_server, worker, 50)
+    before, lock = hold_a_batch(redis, mariadb_server, 50)
     try:
         wait_for(lambda: gauges(port) == (50, 50, 0, 50)
                  and consumer_series(port) == {worker.consumer: 50}, "the gauges of the batch")
