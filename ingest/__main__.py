@@ -104,7 +104,7 @@ def run(settings, burst):
         except LayoutMismatch as error:
             log.error("ingest: %s", error)
             return 2
-        return 0
+        return 1 if worker.failed else 0  # a supervisor restarts a worker that failed
     finally:
         metrics.remove_target()  # a clean exit; a killed worker's file is handled at the next start
 

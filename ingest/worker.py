@@ -21,6 +21,8 @@ Read top to bottom, the failure paths are:
   NOGROUP; the reader recreates the group from the stream's start, and a batch in
   flight stays unacknowledged, to be read again from the new group (rows are keyed by
   entry id, so nothing is stored twice).
+- an error no retry can help (an unexpected reply: a bug): stop, leaving the batch
+  pending, and exit 1, so a supervisor sees it and restarts the worker.
 - SIGTERM: finish the batch in hand, ack, exit 0. A second SIGTERM stops at once
   (whatever was not acked stays pending and is reclaimed by the next worker).
 """
@@ -92,10 +94,17 @@ class Worker:
         self._gauges_at = 0.0
         self.written = 0
         self.dead_lettered = 0
+        self.failed = None  # why the worker stopped by itself, if it did
         self.consumers_removed = 0
 
     def stop(self):
         self.stopping.set()
+
+    def _fail(self, what):
+        """An error no retry can help: stop, and let the exit status say so."""
+        log.exception("ingest %s: %s", self.name, what)
+        self.failed = what
+        self.stop()
 
     # -- the reader ---------------------------------------------------------------
 
@@ -286,15 +295,13 @@ class Worker:
                 # entries again if they still exist; their rows are already in, keyed by
                 # entry id, so the rewrite adds nothing.
                 if "NOGROUP" not in str(error):
-                    log.exception("ingest %s: commit failed; entries left pending", self.name)
-                    self.stop()
+                    self._fail("commit failed; entries left pending")
                 else:
                     log.warning("ingest %s: consumer group gone after the write (%s); the rows "
                                 "of these %d entries are in, and those still in the stream are "
                                 "read again by the new group", self.name, error, len(batch.entries))
             except Exception:  # never let the committer die silently with the reader going on
-                log.exception("ingest %s: commit failed; entries left pending", self.name)
-                self.stop()
+                self._fail("commit failed; entries left pending")
             finally:
                 self._handover.task_done()
 

@@ -8,7 +8,12 @@
 -- KEYS[2] undrained counter   og:{p}:undrained
 -- ARGV[1] consumer group
 -- Returns the number of entries trimmed.
-local pending = redis.call('XPENDING', KEYS[1], ARGV[1])
+-- The group (or the stream) may be gone, if Redis lost its data under the batch: then
+-- there is nothing to trim, and the worker recreates the group.
+local pending = redis.pcall('XPENDING', KEYS[1], ARGV[1])
+if pending['err'] then
+  return 0
+end
 local min_id
 if pending[1] > 0 then
   min_id = pending[2]

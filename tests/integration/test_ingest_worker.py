@@ -375,3 +375,24 @@ def test_worker_gives_up_on_nothing_when_redis_is_unreachable_at_start(
         client.close()
     assert_stored_exactly(database, {(u, k) for _, u, k in entries})
     assert worker.terminate() == 0
+
+
+def test_an_error_no_retry_can_help_stops_the_worker_with_exit_1(redis, database, redis_server,
+                                                                 mariadb_server):
+    # A value the ack script cannot use (here: a counter that is not a number) is a fault
+    # no retry fixes: the worker must stop and say so in its exit status (a supervisor
+    # restarts it), not exit 0 as if asked to. The rows were committed before the ack.
+    made = {(uuid, kind) for _, uuid, kind in append_events(redis, 30, symbols="xy")}
+    redis.set(keys.undrained(0), "not a number")
+    settings = store_settings(redis_server, mariadb_server)
+    failed = run_ingest("run", "--burst", **settings)
+    assert failed.returncode == 1, failed.stdout + failed.stderr
+    assert "commit failed" in failed.stderr
+    assert_stored_exactly(database, made)
+
+    redis.delete(keys.undrained(0))
+    more = {(uuid, kind) for _, uuid, kind in append_events(redis, 20, symbols="xy", seed=1)}
+    fixed = run_ingest("run", "--burst", **settings)
+    assert fixed.returncode == 0, fixed.stdout + fixed.stderr
+    assert_stored_exactly(database, made | more)
+    assert group_state(redis)[2] == 0
