@@ -1,5 +1,4 @@
 """The client (docs/API.md section 5) as a process against a live gunicorn with gevent workers."""
-import http.client
 import json
 import subprocess
 import sys
@@ -8,6 +7,7 @@ from string import ascii_lowercase
 import pytest
 
 from tests.servers import REPO_ROOT
+from tests.workers import get_json
 
 CLIENT = REPO_ROOT / "client" / "client.py"
 CONVERSATIONS = 300
@@ -18,16 +18,6 @@ def run_client(url, *args, timeout=CLIENT_TIMEOUT_S):
     return subprocess.run([sys.executable, str(CLIENT), "--url", url, *args],
                           cwd=REPO_ROOT, capture_output=True, text=True, timeout=timeout)
 
-
-def get_json(url, path):
-    host, port = url.removeprefix("http://").split(":")
-    connection = http.client.HTTPConnection(host, int(port), timeout=10)
-    try:
-        connection.request("GET", path)
-        response = connection.getresponse()
-        return response.status, json.loads(response.read())
-    finally:
-        connection.close()
 
 
 @pytest.mark.parametrize("backend", ["null", "sqlite"])
