@@ -3,7 +3,6 @@ answered from og.events, once; the common path never reads MariaDB."""
 import threading
 import time
 
-
 from core import keys, seen
 from server.data_interface import Conflict
 from tests.range_oracle import assert_buckets_exact
