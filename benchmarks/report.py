@@ -581,16 +581,24 @@ def _page(results):
                      _n(c["others"], 2)])
     kinds = ", ".join(f"{kind} {count}" for kind, count in sorted(one["by_kind"].items()))
     loaded = ", ".join(f"{kind} {count}" for kind, count in sorted(one["at_load"].items()))
+    # Results from before the page asked the overview for its window have no
+    # requests_per_refresh: two requests then, the overview and /dashboard/range.
+    if p.get("requests_per_refresh", 2) == 1:
+        asks = "one request"
+        watched = "/dashboard/overview?lower=..&upper=.. for today (the range dashboard in it)"
+    else:
+        asks = "two requests"
+        watched = "/dashboard/overview and /dashboard/range for today"
     return "\n".join([
         "## The page: what watching costs\n",
         f"**One open page** (headless Chromium on `/`, redis backend, worker running): "
         f"{one['requests']} requests in {one['seconds']} s after loading = "
         f"**{one['requests_per_s']:.3f} requests/s** ({kinds}); server/page/page.js plans "
-        f"{p['planned_requests_per_s']:.3f}/s (two requests every {p['refresh_ms'] / 1000:g} s, "
+        f"{p['planned_requests_per_s']:.3f}/s ({asks} every {p['refresh_ms'] / 1000:g} s, "
         f"none while the tab is hidden). Loading it: {loaded}, plus the document.\n",
         f"**{p['watchers']} open pages**, simulated with wrk (`watchers.lua`: one connection per "
-        "page asking exactly a page's refresh requests, /dashboard/overview and "
-        "/dashboard/range for today, at its interval), beside the conversation flow "
+        f"page asking exactly a page's refresh requests, {watched}, at its interval), beside "
+        "the conversation flow "
         f"(`conversation.lua`, `-t1 -c64`); {p['rounds']} interleaved round(s) of "
         f"{p['duration_s']} s windows, worker running: write throughput with watchers / "
         f"without = **{_x(s['with_vs_without'])}** (per round: {_ratios(s['with_vs_without_rounds'])}). "

@@ -1,15 +1,22 @@
 """GET /dashboard/overview: what the page shows, in one answer: the symbol dashboards of
-a-z, the model's accuracy per symbol and the ingest pipeline's health.
+a-z, the model's accuracy per symbol and the ingest pipeline's health; and, with
+`?lower=..&upper=..`, the range dashboard of that window as `range`.
 
-The dashboards come from server.app's own data_interface, so they are the API's numbers.
-Each API process computes the answer at most once a second; meanwhile every caller gets
-the same copy, which is what makes many open pages cheap for the stores.
+The dashboards come from server.app's own data_interface, so they are the API's numbers,
+and the window is read by the app's own parser (server/validation.py), so a bad one gets
+the 400 text /dashboard/range gives. Each API process computes the overview at most once
+a second, and each window's range dashboard at most once a second (the last RANGES_KEPT
+windows asked); meanwhile every caller gets the same copy, which is what makes many open
+pages cheap for the stores. /dashboard/range itself is not cached: programs asking it
+get an answer computed for them.
 """
 import json
 import logging
 import threading
 import time
+from collections import OrderedDict
 from string import ascii_lowercase
+from urllib.parse import parse_qsl
 
 import redis
 from redis.backoff import NoBackoff
@@ -18,41 +25,105 @@ from redis.retry import Retry
 from sqlalchemy.exc import ProgrammingError, SQLAlchemyError
 
 from core import pipeline, redis_client, timestamps
+from server import validation
 from server.coalescing import SingleFlight
-from server.data_interface import DataError
+from server.data_interface import Conflict, DataError, NotFound, Unavailable
 
 log = logging.getLogger(__name__)
 
 CACHE_S = 1.0
 """How long one computed answer is served to every caller of a process."""
+RANGES_KEPT = 64
+"""Windows whose range dashboard a process keeps (least recently asked dropped first):
+distinct windows asked on purpose cannot grow its memory past this."""
+WINDOW_PARAMETERS = ("lower", "upper")
+_RANGE_STATUS = {validation.BadRequest: 400, NotFound: 404, Conflict: 409, Unavailable: 503}
+"""What server/app.py answers for each failure of dashboard_range (its _STATUS)."""
 VOWELS = frozenset("aeiou")
 NO_SUCH_TABLE = 1146
 
 
 class Overview:
-    def __init__(self, data_interface, settings, clock=time.monotonic):
+    def __init__(self, data_interface, settings, clock=time.monotonic, ranges_kept=RANGES_KEPT):
         self.data_interface = data_interface
         self.settings = settings
         self.clock = clock
+        self.ranges_kept = ranges_kept
         self._flight = SingleFlight()
-        self._cached = None  # (computed at, status, body)
+        self._cached = None  # (computed at, status, body as JSON bytes, body)
+        self._ranges = OrderedDict()  # (lower, upper) -> _Range, least recently asked first
+        self._ranges_lock = threading.Lock()
         self._redis = None
         self._redis_lock = threading.Lock()
 
-    def answer(self):
-        """(status, body as JSON bytes): 200, or 503 with `error` when a store did not
-        answer (the parts that did answer are in the body all the same)."""
+    def answer(self, query=""):
+        """(status, body as JSON bytes) for the query string `query`: 200, or 503 with
+        `error` when a store did not answer (the parts that did answer are in the body
+        all the same); with a window (`lower` and `upper`), its range dashboard as
+        `range`, or 400 with the app's text for a bad window or query."""
+        if not query:
+            cached = self._overview()
+            return cached[1], cached[2]
+        try:
+            window = validation.parse_range(*window_of(query))
+        except validation.BadRequest as error:
+            return 400, json.dumps({"error": str(error)}).encode()
+        overview = self._overview()
+        entry = self._range(window)
+        combined = entry.combined
+        if combined is None or combined[0] is not overview:
+            # Encoded once per overview and window: callers of that second share the bytes.
+            combined = entry.combined = (overview, *_combine(overview, entry))
+        return combined[1], combined[2]
+
+    def _overview(self):
         cached = self._cached
         if cached is not None and self.clock() - cached[0] < CACHE_S:
-            return cached[1], cached[2]
+            return cached
         return self._flight.run("overview", self._refresh)
 
     def _refresh(self):
         started = self.clock()
         status, body = self._compute()
         # Encoded once: every caller of the next second gets these bytes as they are.
-        self._cached = (started, status, json.dumps(body).encode())
-        return self._cached[1], self._cached[2]
+        self._cached = (started, status, json.dumps(body).encode(), body)
+        return self._cached
+
+    # --- the range dashboard of a window, at most CACHE_S old ----------------------------
+
+    def _range(self, window):
+        with self._ranges_lock:
+            entry = self._ranges.get(window)
+            if entry is not None:
+                self._ranges.move_to_end(window)
+        if entry is not None and self.clock() - entry.started < CACHE_S:
+            return entry
+        return self._flight.run(("range", window), lambda: self._refresh_range(window))
+
+    def _refresh_range(self, window):
+        started = self.clock()
+        lower, upper = window
+        part = {"status": 200, "lower": timestamps.format_datetime(lower),
+                "upper": timestamps.format_datetime(upper), "generated_at": timestamps.now(),
+                "cache_s": CACHE_S}
+        try:
+            part["dashboard"] = self.data_interface.dashboard_range(lower, upper)
+        except Exception as error:  # noqa: BLE001 - each failure answered as the app would
+            status = next((code for kind, code in _RANGE_STATUS.items()
+                           if isinstance(error, kind)), None)
+            if status is None:
+                log.exception("overview: range %s .. %s failed", part["lower"], part["upper"])
+            # Never the last good figures instead: the failure is in the answer, with its
+            # text as /dashboard/range would give it.
+            part.update(status=status or 500, dashboard=None,
+                        error=str(error) if status else "internal error")
+        entry = _Range(started, part)
+        with self._ranges_lock:
+            self._ranges[window] = entry
+            self._ranges.move_to_end(window)
+            while len(self._ranges) > self.ranges_kept:
+                self._ranges.popitem(last=False)
+        return entry
 
     def _compute(self):
         backend = self.settings.backend
@@ -186,6 +257,51 @@ class Overview:
             return redis_client.connect(self.settings.redis_url, cluster=True, **options)
         except (RedisError, OSError) as error:
             raise _Failed(f"redis unavailable: {error}") from error
+
+
+class _Range:
+    """One window's range dashboard: `part` is the answer's `range`, computed at
+    `started` (the clock's); `combined` the last whole answer built with it."""
+    __slots__ = ("started", "part", "combined")
+
+    def __init__(self, started, part):
+        self.started = started
+        self.part = part
+        self.combined = None  # (the overview's cache entry, status, body as JSON bytes)
+
+
+def window_of(query):
+    """(lower, upper) as given in a query string, or BadRequest. Both or neither: an
+    empty query string is the overview alone (not passed here)."""
+    # The raw bytes of the query as UTF-8, as Flask decodes /dashboard/range's path.
+    text = query.encode("latin-1", "replace").decode("utf-8", "replace")
+    given = {}
+    for name, value in parse_qsl(text, keep_blank_values=True, encoding="utf-8",
+                                 errors="replace"):
+        if name not in WINDOW_PARAMETERS:
+            raise validation.BadRequest(
+                f"unknown parameter '{name}': the overview takes only lower and upper "
+                "(the window of /dashboard/range)")
+        if name in given:
+            raise validation.BadRequest(f"parameter '{name}' given more than once")
+        given[name] = value
+    if len(given) != len(WINDOW_PARAMETERS):
+        raise validation.BadRequest("give both lower and upper (the window of "
+                                    "/dashboard/range), or neither")
+    return given["lower"], given["upper"]
+
+
+def _combine(overview, entry):
+    """(status, JSON bytes): the overview's body with the window's `range`; 503 when
+    either did not answer, with the range's failure among `errors`."""
+    _, status, _, body = overview
+    part = entry.part
+    body = {**body, "range": part}
+    if part["status"] != 200:
+        errors = {**body.get("errors", {}), "range": part["error"]}
+        body.update(errors=errors, error="; ".join(dict.fromkeys(errors.values())))
+        status = 503
+    return status, json.dumps(body).encode()
 
 
 class _Failed(Exception):

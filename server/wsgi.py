@@ -15,7 +15,8 @@ The app then reads the body from memory.
 Beside the app, for people rather than programs: the page at `/` with its files under
 /page/ (server/assets.py), and the one JSON answer it refreshes itself from,
 GET /dashboard/overview (server/overview.py), computed through the app's own
-data_interface.
+data_interface (with `?lower=..&upper=..`, also the range dashboard of the page's window,
+its bounds read by the app's own parser).
 """
 import io
 import json
@@ -36,7 +37,8 @@ class BodyRefused(Exception):
 
 
 _REASONS = {200: "OK", 400: "BAD REQUEST", 405: "METHOD NOT ALLOWED",
-            413: "REQUEST ENTITY TOO LARGE", 503: "SERVICE UNAVAILABLE"}
+            413: "REQUEST ENTITY TOO LARGE", 500: "INTERNAL SERVER ERROR",
+            503: "SERVICE UNAVAILABLE"}
 OVERVIEW_PATH = "/dashboard/overview"
 PAGE_METHODS = ("GET", "HEAD", "OPTIONS")
 """What the page's paths answer: they only read."""
@@ -136,7 +138,8 @@ def _page_route(environ, start_response):
                                                     "requested URL."}, allow)
     if found is not None:
         return _page_files.answer(environ, start_response, found)
-    status, body = _overview.answer()
+    # ?lower=..&upper=..: the page's window too (its range dashboard, cached like the rest).
+    status, body = _overview.answer(environ.get("QUERY_STRING", ""))
     # Each answer is at most a second old already; a cache on the way would only age it.
     start_response(f"{status} {_REASONS[status]}",
                    [("Content-Type", "application/json"), ("Content-Length", str(len(body))),

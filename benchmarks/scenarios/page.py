@@ -4,10 +4,11 @@ what 100 open pages do to write throughput.
 (a) One page: headless Chromium (Debian's, as tests/browser drives it) keeps `/` open on
     the redis API, worker running, for plan.page_open_s; the page's own Resource Timing
     entries list every request it made after loading, so requests/s is counted, not
-    assumed. Beside it, the plan read from server/page/page.js (REFRESH_MS, two requests
-    per refresh).
+    assumed. Beside it, the plan read from server/page/page.js (REFRESH_MS, one request
+    per refresh: the overview with the window).
 (b) Open pages, simulated: wrk with watchers.lua, one connection per page, each asking
-    exactly a page's refresh requests at its interval (not browsers: a browser per page
+    exactly a page's refresh request (GET /dashboard/overview?lower=..&upper=.. for
+    today, the page's default window) at its interval (not browsers: a browser per page
     would measure Chromium, not the API). Rounds interleaved, each two windows of the
     conversation flow (conversation.lua as throughput runs it), one alone and one beside
     the watchers, the order alternating from round to round; worker running, drained and
@@ -27,8 +28,9 @@ from tests.servers import REPO_ROOT
 log = logging.getLogger("benchmarks")
 
 PAGE_JS = REPO_ROOT / "server" / "page" / "page.js"
-REQUESTS_PER_REFRESH = 2
-"""page.js's refresh: GET /dashboard/overview and GET /dashboard/range for the window."""
+REQUESTS_PER_REFRESH = 1
+"""page.js's refresh: GET /dashboard/overview?lower=..&upper=.. (the window's range
+dashboard is in that answer)."""
 SETTLE_S = 1.0
 """After the page's first refresh, before counting (its files and first fetches are done)."""
 
@@ -37,8 +39,9 @@ _REQUESTS = """
 const since = arguments[0], out = {};
 for (const entry of performance.getEntriesByType("resource")) {
   if (entry.startTime < since) continue;
-  const path = new URL(entry.name).pathname;
-  const kind = path.startsWith("/dashboard/range/") ? "range" : path;
+  const url = new URL(entry.name), path = url.pathname;
+  const kind = path.startsWith("/dashboard/range/") ? "range"
+    : path + (url.searchParams.has("lower") ? "?lower&upper" : "");
   out[kind] = (out[kind] || 0) + 1;
 }
 return out;
@@ -64,7 +67,8 @@ def run(stack, plan):
         first = number % 2 == 1  # alone first in odd rounds
         for watched in (not first, first):
             windows.append(_window(stack, plan, number, watched, interval_ms))
-    return {"refresh_ms": interval_ms, "planned_requests_per_s": round(planned, 3),
+    return {"refresh_ms": interval_ms, "requests_per_refresh": REQUESTS_PER_REFRESH,
+            "planned_requests_per_s": round(planned, 3),
             "one_page": one, "watchers": plan.page_watchers, "rounds": plan.rounds,
             "duration_s": plan.duration, "windows": windows, "summary": summarize(windows)}
 

@@ -1,8 +1,9 @@
 // The page: reads the API's JSON routes and redraws itself every REFRESH_MS while the tab
-// is visible. Per refresh: one GET /dashboard/overview (symbols, accuracy, pipeline; the
-// server computes it at most once a second per process) and one GET /dashboard/range for
-// the chosen window. Nothing else is asked for, so an open page costs two requests per
-// refresh whatever its size.
+// is visible. Per refresh: one GET /dashboard/overview?lower=..&upper=.. (symbols,
+// accuracy, pipeline, and as `range` the range dashboard of the chosen window, the
+// numbers /dashboard/range gives; the server computes each at most once a second per
+// process, so many open pages on one window cost the stores what one does). Nothing else
+// is asked for, so an open page costs one request per refresh whatever its size.
 "use strict";
 
 const REFRESH_MS = 5000;
@@ -13,7 +14,7 @@ const SVG = "http://www.w3.org/2000/svg";
 
 const state = {
   window: null,          // {lower, upper}: the range shown and refreshed
-  rangeAsked: 0,         // sequence of range requests: an older answer never wins
+  asked: 0,              // sequence of requests: an older answer never wins
   lastOk: null,          // Date.now() of the last overview with symbols
   timer: null,
   busy: false,
@@ -160,8 +161,26 @@ function showBanner(text) {
   banner.textContent = text || "";
 }
 
-async function loadOverview() {
-  const answer = await getJSON("dashboard/overview");
+// One request: the overview, and the window's range dashboard in it when there is one.
+async function load() {
+  const window = state.window;
+  const asked = ++state.asked;
+  const path = window ? `dashboard/overview?lower=${encodeURIComponent(window.lower)}` +
+                        `&upper=${encodeURIComponent(window.upper)}`
+                      : "dashboard/overview";
+  const answer = await getJSON(path);
+  if (asked !== state.asked) return;  // the user picked another window meanwhile
+  if (window && answer.status === 400) {
+    // The API refused the bounds: asking again will not help until they change. The
+    // overview is asked for at once without them.
+    refuseRange(answer);
+    return load();
+  }
+  showOverview(answer);
+  if (window) showRange(window, answer);
+}
+
+function showOverview(answer) {
   const body = answer.body || {};
   if (Array.isArray(body.symbols)) {
     const accuracy = body.accuracy && body.accuracy.available ? body.accuracy.symbols : null;
@@ -264,32 +283,31 @@ function showRangeError(text) {
   box.textContent = text || "";
 }
 
-async function loadRange() {
-  const window = state.window;
-  if (!window) return;
-  const asked = ++state.rangeAsked;
-  const path = `dashboard/range/${encodeURIComponent(window.lower)}/${encodeURIComponent(window.upper)}`;
-  const answer = await getJSON(path);
-  if (asked !== state.rangeAsked) return;  // the user picked another window meanwhile
+function refuseRange(answer) {
+  state.window = null;
+  showRangeError(`The API refused this range (${errorText(answer)}).`);
+  emptyBody($("range-table"), "No range shown.");
+  $("range-chart").replaceChildren();
+  $("range-caption").textContent = "";
+}
+
+// `range` of the overview: the window's /dashboard/range answer, its status and its age.
+function showRange(window, answer) {
+  const range = answer.body && answer.body.range;
   const table = $("range-table");
-  if (answer.status === 200 && Array.isArray(answer.body)) {
+  if (range && range.status === 200 && Array.isArray(range.dashboard)) {
     showRangeError(null);
-    const totals = fillTable(table, answer.body);
-    if (!answer.body.length) emptyBody(table, "No conversations started in this range.");
-    drawChart($("range-chart"), answer.body);
+    const totals = fillTable(table, range.dashboard);
+    if (!range.dashboard.length) emptyBody(table, "No conversations started in this range.");
+    drawChart($("range-chart"), range.dashboard);
+    // The server's figures may be up to range.cache_s old: the time is when they were read.
     $("range-caption").textContent = `${number(totals.count)} conversations, ` +
       `${number(totals.followups)} followed up, from ${window.lower} to ${window.upper} (UTC); ` +
-      `updated ${clock(Date.now())} UTC.`;
+      `updated ${time(range.generated_at).slice(11)} UTC.`;
     $("range").classList.remove("stale");
-  } else if (answer.status === 400 || answer.status === 404) {
-    // The API refused the bounds: asking again will not help until they change.
-    state.window = null;
-    showRangeError(`The API refused this range (${errorText(answer)}).`);
-    emptyBody(table, "No range shown.");
-    $("range-chart").replaceChildren();
-    $("range-caption").textContent = "";
   } else {
-    showRangeError(`Range data unavailable (${errorText(answer)}); shown as last seen.`);
+    const why = range ? errorText({status: range.status, body: range}) : errorText(answer);
+    showRangeError(`Range data unavailable (${why}); shown as last seen.`);
     $("range").classList.add("stale");
   }
 }
@@ -298,7 +316,7 @@ function pick(lower, upper) {
   $("range-lower").value = lower;
   $("range-upper").value = upper;
   state.window = {lower, upper};
-  loadRange();
+  load();
 }
 
 function utc(ms) {
@@ -333,7 +351,7 @@ async function refresh() {
   if (state.busy) return;
   state.busy = true;
   try {
-    await Promise.all([loadOverview(), loadRange()]);
+    await load();
   } finally {
     state.busy = false;
   }

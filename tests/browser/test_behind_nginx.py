@@ -26,5 +26,7 @@ def test_the_page_behind_nginx(proxied_api, redis, database, page):
     lower, upper = "2024-05-02 00:00:00", "2024-05-01 00:00:00"
     status, answer = get_json(api.url, f"/dashboard/range/{quote(lower)}/{quote(upper)}")
     assert status == 400, answer
+    assert get_json(api.url, f"/dashboard/overview?lower={quote(lower)}&upper={quote(upper)}") \
+        == (status, answer)
     view.pick_range(lower, upper)
     view.wait(lambda: answer["error"] in view.text("range-error"), "the API's 400 through nginx")

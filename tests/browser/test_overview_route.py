@@ -2,10 +2,13 @@
 dashboards are the API's, the pipeline figures are core.pipeline's, answers are cached a
 second per process, a store that is down gives a fast 503 that still carries what the
 other stores said, and the null and sqlite backends say the pipeline does not apply.
+With a window (`?lower=..&upper=..`, what the page asks), `range` is /dashboard/range's
+answer for it, at most a second old, and a bad window is /dashboard/range's 400.
 """
 import os
 import signal
 import time
+from urllib.parse import quote, urlencode
 
 import pytest
 
@@ -82,18 +85,83 @@ def test_overview_reports_the_backlog_and_its_age_then_the_drain(gunicorn_server
         client.close()
 
 
+def overview_of(client, lower, upper):
+    return client.get("/dashboard/overview?" + urlencode({"lower": lower, "upper": upper},
+                                                         quote_via=quote))
+
+
+def range_of(client, lower, upper):
+    return client.get(f"/dashboard/range/{quote(lower)}/{quote(upper)}")
+
+
+def test_the_window_is_the_range_dashboard_at_most_a_second_old(gunicorn_server, redis,
+                                                                database, ingest):
+    server = gunicorn_server("redis", workers=1)
+    worker = ingest().start(redis)
+    client = Http(server.url)
+    try:
+        with Load(server.url, threads=2, conversations=80) as load:
+            load.join()
+        wait_drained(redis, worker)
+        today = time.strftime("%Y-%m-%d", time.gmtime())
+        status, body = overview_of(client, today, today)
+        assert status == 200, body
+        part = body["range"]
+        assert part["status"] == 200 and part["cache_s"] == 1.0
+        assert (part["lower"], part["upper"]) == (f"{today} 00:00:00.000000",
+                                                  f"{today} 23:59:59.999999")
+        assert part["dashboard"] == range_of(client, today, today)[1]
+        assert sum(row["count"] for row in part["dashboard"]) == 80
+        # The rest of the answer is the overview's own.
+        assert sum(row["count"] for row in body["symbols"]) == 80 and "error" not in body
+
+        # Asked again within the second: the same figures, not asked of MariaDB again.
+        with Load(server.url, threads=2, conversations=20) as load:
+            load.join()
+        wait_drained(redis, worker)
+        again = overview_of(client, today, today)[1]["range"]
+        fresh = range_of(client, today, today)[1]
+        # /dashboard/range itself is never cached: it has the 20 new ones at once.
+        assert sum(row["count"] for row in fresh) == 100
+        if again["generated_at"] == part["generated_at"]:
+            assert again == part
+        # Past the second: computed anew, equal to /dashboard/range again.
+        time.sleep(1.1)
+        later = overview_of(client, today, today)[1]["range"]
+        assert later["generated_at"] != part["generated_at"]
+        assert later["dashboard"] == fresh
+
+        # A bad window is /dashboard/range's 400, text and all; nothing else is computed.
+        for lower, upper in (("2024-05-02 00:00:00", "2024-05-01 00:00:00"),
+                             ("2024-13-45", "2024-12-01"), ("yesterday", "today"),
+                             ("2024-05-01 00:00", "2024-05-01")):
+            expected = range_of(client, lower, upper)
+            assert expected[0] == 400, expected
+            assert overview_of(client, lower, upper) == expected, (lower, upper)
+        status, body = client.get("/dashboard/overview?lower=2024-05-01")
+        assert status == 400 and "give both lower and upper" in body["error"], body
+        assert worker.terminate() == 0
+    finally:
+        client.close()
+
+
 def test_mariadb_down_is_a_503_that_keeps_the_redis_figures(gunicorn_server, redis, database,
                                                            mariadb_server):
     server = gunicorn_server("redis", workers=1, OG_DATABASE_TIMEOUT=1)
     with Load(server.url, threads=2, conversations=30) as load:
         load.join()
     assert get_json(server.url, "/dashboard/overview")[0] == 200
+    window = "lower=2024-05-01&upper=2024-05-01"
+    assert get_json(server.url, f"/dashboard/overview?{window}")[0] == 200
     mariadb_server.stop()
     try:
         time.sleep(1.1)
         started = time.monotonic()
         status, body = get_json(server.url, "/dashboard/overview")
         elapsed = time.monotonic() - started
+        # With a window: the range's own 503, never the figures of a second ago.
+        windowed_status, windowed = get_json(server.url, f"/dashboard/overview?{window}")
+        range_status, range_answer = get_json(server.url, "/dashboard/range/2024-05-01/2024-05-01")
     finally:
         mariadb_server.start()
     assert status == 503, body
@@ -102,6 +170,13 @@ def test_mariadb_down_is_a_503_that_keeps_the_redis_figures(gunicorn_server, red
     assert sum(row["count"] for row in body["symbols"]) == 30
     assert body["pipeline"]["backlog"] == body["pipeline"]["streams"][0]["length"] > 0
     assert elapsed < FAST_S + 2, elapsed  # MariaDB's connect timeout is a whole second
+    assert windowed_status == range_status == 503, (windowed, range_answer)
+    part = windowed["range"]
+    assert part["status"] == 503 and part["dashboard"] is None
+    assert part["error"].startswith("event store unavailable"), part
+    assert range_answer["error"].startswith("event store unavailable"), range_answer
+    assert set(windowed["errors"]) == {"store", "range"}
+    assert sum(row["count"] for row in windowed["symbols"]) == 30
 
 
 def test_frozen_redis_is_a_fast_503_with_the_apis_text(gunicorn_server, redis, database,
@@ -134,7 +209,8 @@ def test_the_page_paths_only_read(gunicorn_server):
     server = gunicorn_server("null", workers=1)
     client = Http(server.url)
     try:
-        for path in ("/", "/dashboard/overview", "/page/page.js"):
+        for path in ("/", "/dashboard/overview", "/dashboard/overview?lower=2024-05-01&upper=2024-05-01",
+                     "/page/page.js"):
             status, body = client.post(path, {"uuid": "x"})
             assert status == 405 and "not allowed" in body["error"], (path, status, body)
             status, body = client.request("OPTIONS", path)

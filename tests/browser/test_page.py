@@ -1,11 +1,13 @@
 """The page at `/` in headless Chromium against a live stack (gunicorn, Redis, MariaDB, the
 ingest worker): its numbers are the API's, the range picker shows /dashboard/range for
 the window typed (and the API's 400 for a bad one), a stopped Redis shows the API's 503.
+The page reads all of it from one request per refresh, /dashboard/overview with the
+window (`range` in it is /dashboard/range's answer, cached a second per process).
 """
 import time
 from datetime import datetime, timezone
 from string import ascii_lowercase
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
 from core import keys
 from tests.browser.page_driver import as_table, without
@@ -21,6 +23,12 @@ def utc_seconds(epoch):
 
 def range_answer(url, lower, upper):
     return get_json(url, f"/dashboard/range/{quote(lower)}/{quote(upper)}")
+
+
+def overview_with(url, lower, upper):
+    """What the page asks: the overview with the window."""
+    return get_json(url, "/dashboard/overview?" + urlencode({"lower": lower, "upper": upper},
+                                                            quote_via=quote))
 
 
 def burst(url, conversations=BURST):
@@ -101,6 +109,8 @@ def test_range_picker_shows_the_window_and_the_apis_400(gunicorn_server, redis, 
     lower, upper = utc_seconds(started - 1), utc_seconds(ended + 1)
     status, rows = range_answer(server.url, lower, upper)
     assert status == 200 and sum(row["count"] for row in rows) == 200
+    status, body = overview_with(server.url, lower, upper)
+    assert status == 200 and body["range"]["dashboard"] == rows, body.get("range")
     view.pick_range(lower, upper)
     view.wait(lambda: without(view.table("range-table"), "rate") == as_table(rows),
               f"the range table for {lower} .. {upper}")
@@ -117,6 +127,8 @@ def test_range_picker_shows_the_window_and_the_apis_400(gunicorn_server, redis, 
                                  ("2024-13-45", "2024-12-01"), ("yesterday", "today")):
         status, answer = range_answer(server.url, bad_lower, bad_upper)
         assert status == 400, (bad_lower, bad_upper, status, answer)
+        # The page's own request gets the same 400, text and all.
+        assert overview_with(server.url, bad_lower, bad_upper) == (status, answer)
         view.pick_range(bad_lower, bad_upper)
         view.wait(lambda: view.visible("range-error") and answer["error"] in view.text("range-error"),
                   f"the API's 400 message {answer['error']!r}")
