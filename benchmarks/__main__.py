@@ -1,4 +1,5 @@
-"""python -m benchmarks [--quick] [--only throughput,growth,drain,memory,staleness,range,cluster,proxy,page]
+"""python -m benchmarks [--quick] [--only throughput,growth,drain,memory,staleness,range,cluster,proxy,page,
+                               operations]
                        [--duration S] [--rounds N] [--workers N] [--out DIR]
 
 Starts private Redis and MariaDB, the API on each backend and the ingest worker, drives
@@ -18,7 +19,7 @@ from pathlib import Path
 from benchmarks import load, machine, plan as plans
 
 SCENARIOS = ("throughput", "growth", "drain", "memory", "staleness", "range", "cluster", "proxy",
-             "page")
+             "page", "operations")
 RESULTS = Path(__file__).with_name("results")
 
 log = logging.getLogger("benchmarks")
@@ -121,6 +122,11 @@ def rewrite(path):
         from benchmarks.scenarios import page
 
         results["page"]["summary"] = page.summarize(results["page"]["windows"])
+    if "operations" in results and "filter" in results["operations"]:
+        from benchmarks.scenarios import operations
+
+        o = results["operations"]
+        o["summary"] = operations.summarize(o["filter"], o["rebuilds"], o["drains"])
     write(results, path.parent)
     return 0
 

@@ -60,6 +60,19 @@ class Plan:
     page_watchers: int
     """Open pages simulated beside the conversation flow (one wrk connection each); the
     page scenario's windows use `rounds` and `duration` like throughput."""
+    ops_rebuild_events: tuple
+    """Sizes of og.events (a 30-day history made inside MariaDB) on which the operations
+    scenario runs `ingest rebuild` under load; its index drains use the last one. Its
+    uuid-filter windows and index drains use `rounds`, the filter windows `duration`."""
+    ops_rebuild_rounds: int
+    """Rebuilds per store size, each in its own load window."""
+    ops_rebuild_before_s: int
+    ops_rebuild_after_s: int
+    """Seconds of the conversation flow before the rebuild starts, and after it ended."""
+    ops_drain_backlog: int
+    """Entries one worker drains, with and without the uuid index."""
+    ops_drain_tail_s: float
+    """MariaDB's CPU is counted this long past the drain (work it finishes after the commit)."""
 
 
 FULL = Plan(rounds=3, duration=15, mixed_duration=10, read_duration=8, read_events=100_000,
@@ -74,7 +87,10 @@ FULL = Plan(rounds=3, duration=15, mixed_duration=10, read_duration=8, read_even
             range_scan_budget_s=150, range_sqlite_max_events=10_000_000,
             range_sqlite_queries=300, range_sqlite_budget_s=90, range_overload_clients=150,
             cluster_partitions=12, cluster_drain_backlog=300_000,
-            proxy_rounds=4, proxy_duration=12, page_open_s=30, page_watchers=100)
+            proxy_rounds=4, proxy_duration=12, page_open_s=30, page_watchers=100,
+            ops_rebuild_events=(100_000, 1_000_000), ops_rebuild_rounds=2,
+            ops_rebuild_before_s=8, ops_rebuild_after_s=10, ops_drain_backlog=200_000,
+            ops_drain_tail_s=1.0)
 
 QUICK = Plan(rounds=1, duration=4, mixed_duration=3, read_duration=2, read_events=20_000,
              warmup=1, read_delay_ms=100, read_connections=2,
@@ -88,7 +104,10 @@ QUICK = Plan(rounds=1, duration=4, mixed_duration=3, read_duration=2, read_event
              range_scan_budget_s=30, range_sqlite_max_events=200_000,
              range_sqlite_queries=300, range_sqlite_budget_s=20, range_overload_clients=150,
              cluster_partitions=12, cluster_drain_backlog=30_000,
-             proxy_rounds=1, proxy_duration=4, page_open_s=12, page_watchers=100)
+             proxy_rounds=1, proxy_duration=4, page_open_s=12, page_watchers=100,
+             ops_rebuild_events=(20_000,), ops_rebuild_rounds=1,
+             ops_rebuild_before_s=4, ops_rebuild_after_s=5, ops_drain_backlog=20_000,
+             ops_drain_tail_s=1.0)
 
 
 def build(quick=False, duration=None, rounds=None):

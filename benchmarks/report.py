@@ -619,6 +619,119 @@ def _page(results):
     ])
 
 
+def _operations(results):
+    o = results["operations"]
+    s = o["summary"]
+    plan = results["plan"]
+    parts = ["## Operating costs of issue 11: the uuid filter, rebuild under load, the uuid index\n"]
+    f = s.get("filter")
+    if f:
+        on, off = f["per"]["filter on"], f["per"]["filter off"]
+        rows = []
+        for label, row in f["flow"].items():
+            k = f["per"][label]
+            rows.append((label, _n(k["seen_bits"]), _n(row["ok_per_s"]), _rounds(row["rounds_ok_per_s"]),
+                         _n(row["p50_ms"], 1), _n(row["p99_ms"], 1), _n(row["errors"]),
+                         _n(k["api_cores"], 2), _n(k["redis_cores"], 3), _n(k["others_cores"], 2),
+                         _n(k["us_per_2xx"]), _n(k["redis_us_per_call"], 1),
+                         f"{_n(k['aof_bytes_per_write'])} ({k.get('aof_windows', '–')})",
+                         _n(k["used_memory_mib_after"], 1)))
+        parts += [
+            "### (a) The uuid filter on /initial\n",
+            f"The conversation flow (wrk `conversation.lua`, `-t1 -c64` pinned to core 1, "
+            f"{o.get('duration_s', plan['duration'])} s windows after a {plan['warmup']} s "
+            f"warm-up), request path (worker stopped during the window, drained and checked "
+            f"after), {o.get('rounds', plan['rounds'])} interleaved round(s), the order "
+            "alternating; the Redis store emptied (FLUSHALL) before each window, since the "
+            "size the first process records (og:{p}:seen:bits) wins over OG_UUID_FILTER_MB. "
+            "*filter on*: the default 32 MB; *filter off*: OG_UUID_FILTER_MB=0. *Redis µs/call*: "
+            "Redis CPU per script call (200/404/409 answers, one EVALSHA each); *AOF B/write*: "
+            "growth of the append-only file per accepted write, median of the windows without an "
+            "AOF rewrite (their number in brackets: Redis rewrites the file each time it doubles "
+            "past 64 MB, which a window at full rate can cause); *Redis MiB*: used_memory after the window.\n",
+            _table(("window", "filter bits", "2xx/s (median)", "per round", "p50 ms", "p99 ms",
+                    "errors", "API cores", "Redis cores", "other tenants", "all µs/2xx",
+                    "Redis µs/call", "AOF B/write", "Redis MiB"), rows),
+            f"\nOn / off: 2xx/s **{_x(f['on_vs_off'])}** (per round {_ratios(f['on_vs_off_rounds'])}); "
+            f"CPU per write {_n(off['us_per_2xx'])} µs off, {_n(on['us_per_2xx'])} µs on: cost "
+            f"ratio **{_x(f['cost_ratio'])}** (per round {_ratios(f['cost_ratio_rounds'])}), the "
+            "throughput to expect with the filter, relative to without, at equal CPU. Redis µs "
+            f"per call per round: on {_rounds(f['redis_us_per_call_rounds']['filter on'], lambda v: _n(v, 1))}, "
+            f"off {_rounds(f['redis_us_per_call_rounds']['filter off'], lambda v: _n(v, 1))}. "
+            "og.events checks: " + ("all passed." if f["checks_ok"] else "**FAILED** (results.json)."),
+        ]
+    if s.get("rebuild"):
+        rows = []
+        for store in o["rebuilds"]:
+            for w in store["windows"]:
+                p = w["phases"]
+                rows.append((f"{store['events']:,}", w["round"], _n(w["events_in_store"]),
+                             f"**{w['command_wall_s']:.2f}**", _n(p.get("create_tables_s"), 2),
+                             _n(p.get("range_buckets_s"), 2), w["range_bucket_days"],
+                             _n(p.get("uuid_filter_s"), 2), f"**{w['fenced_s']:.3f}**",
+                             _n(w["fence_seen_s"], 2), _n(w["summary"].get("conversations_restored")),
+                             f"**{_n(w['status_503'])}**", _n(w["writes_per_s_before"]),
+                             _n(w["writes_per_s_during"]), _n(w["writes_per_s_after"]),
+                             _x(w["after_vs_before"]), _n(w["max_undrained"]), w["settle_s"]))
+        checks = [store["check"] for store in o["rebuilds"] if store["check"]]
+        parts += [
+            "\n### (b) `ingest rebuild` with the API serving and the worker running\n",
+            "og.events holds a 30-day history of each size (benchmarks/range_store.py: made "
+            "inside MariaDB, uneven, lowercase v4 uuids, ending an hour before the run) plus "
+            "what the load adds; Redis is emptied first, so the uuid filter is refilled from "
+            "og.events (outside the fence: the size is the one recorded). The conversation flow "
+            f"runs {plan['ops_rebuild_before_s']} s before the rebuild, during it, and "
+            f"{plan['ops_rebuild_after_s']} s after it (wrk stopped with SIGINT, which reports "
+            "as at its end); the conversations it started in the last OG_CONVERSATION_TTL are "
+            "the ones the rebuild restores. The command is `python -m ingest rebuild`'s own "
+            "main, its phases timed from inside: *range buckets* (range_buckets.rebuild, tables "
+            "locked, the worker's inserts wait), *uuid filter* (SELECT of every initial's uuid, "
+            "the bitmap, OR-ed in), then the fenced part; *fenced_s* is the command's own "
+            "figure, *fence seen* the fence key's life as sampled every 0.1 s. *Writes/s*: "
+            "entries appended to the stream per second (accepted writes), from the same samples; "
+            "*after/before*: writes/s from 1 s after the rebuild to the end over the seconds "
+            "before it (the worker catching up on what waited during the range-bucket part "
+            "shares the cores). *503*: every 503 wrk saw in the window (the only 503 there is "
+            "the fence's: the backlog stayed far below its mark).\n",
+            _table(("store events", "round", "rows at start", "command s", "create_tables s",
+                    "range buckets s", "days", "uuid filter s", "fenced_s", "fence seen s",
+                    "conversations restored", "503", "writes/s before", "during", "after",
+                    "after/before", "max undrained", "drained after s"), rows),
+            "\nog.events after each store's windows: " + (
+                "gained exactly what the API appended, nothing undrained."
+                if checks and all(c["ok"] for c in checks) else f"**check FAILED**: {checks}"),
+        ]
+    d = s.get("drain")
+    if d:
+        rows = [(label, _n(k["events_per_s"]), _rounds(k["rounds_events_per_s"]),
+                 _n(k["worker_cpu_us_per_event"], 1), _n(k["mariadb_cpu_us_per_event"], 1),
+                 _n(k["cpu_us_per_event"], 1), _rounds(k["rows_before"]))
+                for label, k in d["per"].items()]
+        adds = "; ".join(f"{_n(a['rows'])} rows in {a['seconds']:.2f} s" for a in d["add_index"])
+        parts += [
+            "\n### (c) The index events_by_uuid on the drain\n",
+            f"One worker drains the same-size backlog ({_n(d['backlog'])} entries XADDed "
+            "straight into the stream, other uuids each time) into the store (b) left, with the "
+            "index and without it (dropped before the backlog is filled), rounds interleaved, "
+            "the order alternating; both arms run `ingest run --burst` with "
+            "event_store._add_missing_indexes disabled (it would add the index back at start). "
+            "Events/s by the worker's own log (as the drain scenario); CPU: the worker process "
+            f"(start-up included) and MariaDB (from the worker's start to {plan['ops_drain_tail_s']:g} s "
+            "after it exited) per event. The store grows by each drain.\n",
+            _table(("drain", "events/s (median)", "per round", "worker µs/event",
+                    "MariaDB µs/event", "both µs/event", "rows before, per round"), rows),
+            f"\nWith / without: events/s **{_x(d.get('with_vs_without'))}** (per round "
+            f"{_ratios(d.get('with_vs_without_rounds', []))}); CPU cost ratio "
+            f"**{_x(d.get('cost_ratio'))}** (per round {_ratios(d.get('cost_ratio_rounds', []))}: "
+            "CPU per event without over with). Adding the index online (`ALTER TABLE events ADD "
+            "INDEX events_by_uuid (uuid), ALGORITHM=INPLACE, LOCK=NONE`, what the first worker "
+            f"start on an older store runs before it drains): {adds}. Every drain stored its "
+            "backlog exactly and left the index as it found it: "
+            + ("yes." if d["checks_ok"] else "**no** (results.json)."),
+        ]
+    return "\n".join(parts)
+
+
 def render(results, figures):
     parts = [
         "# Benchmark report\n",
@@ -636,7 +749,8 @@ def render(results, figures):
                           ("range", lambda: _range(results, figures)),
                           ("cluster", lambda: _cluster(results, figures)),
                           ("proxy", lambda: _proxy(results, figures)),
-                          ("page", lambda: _page(results))):
+                          ("page", lambda: _page(results)),
+                          ("operations", lambda: _operations(results))):
         if name in results:
             parts += ["", section()]
     return "\n".join(parts) + "\n"

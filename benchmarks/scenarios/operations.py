@@ -1,0 +1,489 @@
+"""What three choices of issue 11 cost, each measured as ratios within one run.
+
+(a) The uuid filter on the write path. /initial also tests and sets 4 bits of a Bloom
+    filter (OG_UUID_FILTER_MB, default 32; 0: off). The conversation flow (wrk
+    conversation.lua, as throughput runs it) with the filter on (the default) and off,
+    rounds interleaved, the order alternating from round to round; request path (worker
+    stopped during the window, drained and checked afterwards, as throughput's *redis*
+    row). The store is emptied (FLUSHALL) before every window: the size recorded in
+    og:{p}:seen:bits by the first process wins over the setting. 2xx/s, the stack's CPU
+    per write, Redis CPU per script call, the AOF bytes and Redis memory a window adds.
+(b) `ingest rebuild` with the API serving and the worker running. og.events holds a
+    30-day history (benchmarks/range_store.py, generated inside MariaDB; lowercase v4
+    uuids, ending an hour ago) of each size; the conversation flow runs before, during
+    and after the rebuild, and the conversations it starts are the ones the rebuild
+    restores (younger than OG_CONVERSATION_TTL). wrk runs with a long bound and is
+    stopped with SIGINT (it then reports as at its end) a fixed time after the rebuild
+    ended. The rebuild is the real command (`python -m ingest rebuild`'s main) with its
+    phases timed from inside (create_tables, range_buckets.rebuild, the uuid filter's
+    refill, the fenced part), beside its own `fenced_s`; a thread samples Redis every
+    0.1 s (entries appended: accepted writes; the fence key; the undrained counter).
+(c) The index events_by_uuid on the drain. One worker's drain rate (`ingest run --burst`,
+    timed by its log as the drain scenario) of the same backlog into the store (b) left
+    (its biggest), with the index and without it (dropped before the backlog is filled),
+    rounds interleaved, the order alternating. Both arms run the worker with
+    core.event_store._add_missing_indexes disabled (it would add the index back at
+    start); nothing else differs. After each drain without it, the index is added back
+    online (ALTER TABLE ... ADD INDEX, ALGORITHM=INPLACE, LOCK=NONE, as the first worker
+    start on an old store does), timed.
+"""
+import json
+import logging
+import signal
+import threading
+import time
+from statistics import median
+
+from benchmarks import cpu, load, preload, range_store
+from benchmarks.scenarios.drain import drain_span
+from benchmarks.stack import PYTHON
+from benchmarks.summary import median_of, ratio
+from benchmarks.targets import Target, count_events, entries_added, reset_store
+from core import keys
+
+log = logging.getLogger("benchmarks")
+
+OURS = ("api", "redis", "mariadb", "ingest")
+"""The processes a write costs CPU in (wrk's is left out)."""
+REBUILD_BOUND_S = 600
+"""Bound on one rebuild (and so on the wrk that runs around it)."""
+DRAIN_BOUND_S = 600
+INDEX = "events_by_uuid"
+SAMPLE_S = 0.1
+
+# The real `python -m ingest rebuild`, its phases timed from inside. The functions are
+# looked up by name when called, so replacing them on their modules times every call.
+TIMED_REBUILD = r"""
+import json, sys, time
+t0 = time.monotonic()
+from core import event_store, range_buckets
+from ingest import rebuild
+from ingest import __main__ as cli
+phases = {}
+def timed(module, name, key):
+    original = getattr(module, name)
+    def wrapper(*args, **kwargs):
+        began = time.monotonic()
+        try:
+            return original(*args, **kwargs)
+        finally:
+            phases.setdefault(key + "_at_s", round(began - t0, 3))
+            phases[key + "_s"] = round(phases.get(key + "_s", 0) + time.monotonic() - began, 3)
+    setattr(module, name, wrapper)
+timed(event_store, "create_tables", "create_tables")
+timed(range_buckets, "rebuild", "range_buckets")
+timed(rebuild, "_fill_filter", "uuid_filter")
+timed(rebuild, "_rebuild_fenced", "fenced_work")
+try:
+    code = cli.main(["rebuild"])
+finally:
+    phases["command_s"] = round(time.monotonic() - t0, 3)
+    print("PHASES " + json.dumps(phases), file=sys.stderr, flush=True)
+sys.exit(code)
+"""
+
+# `python -m ingest run --burst` that does not add missing og.events indexes at start
+# (both arms of (c) run it, so the index is the only difference).
+DRAIN_WITHOUT_INDEX_UPKEEP = (
+    "import sys; from core import event_store; "
+    "event_store._add_missing_indexes = lambda engine: None; "
+    "from ingest.__main__ import main; sys.exit(main(['run', '--burst']))")
+
+
+def run(stack, plan):
+    filter_windows = []
+    for number in range(1, plan.rounds + 1):
+        first = number % 2 == 1  # filter on first in odd rounds
+        for on in (first, not first):
+            filter_windows.append(_filter_window(stack, plan, number, on))
+    rebuilds = []
+    for events in plan.ops_rebuild_events:
+        rebuilds.append(_rebuild_store(stack, plan, events))
+    drains = []
+    for number in range(1, plan.rounds + 1):
+        first = number % 2 == 1  # with the index first in odd rounds
+        for indexed in (first, not first):
+            drains.append(_drain(stack, plan, number, indexed))
+    return {"rounds": plan.rounds, "duration_s": plan.duration, "filter": filter_windows,
+            "rebuilds": rebuilds, "drains": drains,
+            "summary": summarize(filter_windows, rebuilds, drains)}
+
+
+# --- (a) the uuid filter ------------------------------------------------------------------
+
+def _filter_label(on):
+    return "filter on" if on else "filter off"
+
+
+def _redis_info(client):
+    info = client.info()
+    return {"used_memory": info["used_memory"], "aof_current_size": info.get("aof_current_size"),
+            "aof_base_size": info.get("aof_base_size"), "aof_rewrites": info.get("aof_rewrites")}
+
+
+def _filter_window(stack, plan, number, on):
+    label = _filter_label(on)
+    settings = {} if on else {"OG_UUID_FILTER_MB": 0}
+    with Target(stack, "redis", worker=False, settings=settings, label=label) as target:
+        url = target.url
+        target.measure(lambda: load.start_wrk(url, "conversation", plan.warmup))
+        target.settle()
+        before = _redis_info(target.redis)
+        window = target.measure(lambda: load.start_wrk(url, "conversation", plan.duration))
+        after = _redis_info(target.redis)
+        window["settle_s"] = target.settle()
+        window["check"] = target.check()
+        bits = target.redis.get(keys.seen_bits(0))
+        seen_bytes = target.redis.strlen(keys.seen(0))
+    result = window["results"][0]
+    statuses = result["statuses"]
+    calls = sum(statuses.get(s, 0) for s in (200, 404, 409))
+    cores = window["cpu_cores"]
+    appended = result["counters"].get("initial_ok", 0) + result["counters"].get("followup_ok", 0)
+    window["redis"] = {
+        "seen_bits": int(bits) if bits is not None else None, "seen_bytes": seen_bytes,
+        "script_calls_per_s": round(calls / result["seconds"], 1),
+        "redis_us_per_call": round(cores["redis"] / (calls / result["seconds"]) * 1e6, 1) if calls else None,
+        "used_memory_after": after["used_memory"],
+        "used_memory_added": after["used_memory"] - before["used_memory"],
+        "aof_bytes_added": (after["aof_current_size"] - before["aof_current_size"])
+        if after["aof_current_size"] is not None else None,
+        # Redis 7.0 has no rewrite counter: a rewrite shows as a new base or a smaller file.
+        "aof_rewrote": (after["aof_rewrites"] != before["aof_rewrites"]
+                        or after["aof_base_size"] != before["aof_base_size"]
+                        or (after["aof_current_size"] or 0) < (before["aof_current_size"] or 0)),
+        "writes_seen_by_wrk": appended,
+    }
+    r = window["redis"]
+    log.info("round %d %-10s %8.0f ok/s  p99 %s ms  errors %d  (API %.2f cores, Redis %.2f = %s µs/call,"
+             " others %.2f)  filter %s bits, AOF +%s B", number, label, result["ok_per_s"],
+             result["p99_ms"], result["errors"], cores["api"], cores["redis"], r["redis_us_per_call"],
+             cores["others"], r["seen_bits"], r["aof_bytes_added"])
+    return {"round": number, "label": label, "on": on, "window": window}
+
+
+def _us_per_2xx(window):
+    ok = window["results"][0]["ok_per_s"]
+    return round(sum(window["cpu_cores"][role] for role in OURS) / ok * 1e6, 1) if ok else None
+
+
+# --- (b) ingest rebuild with the API serving -------------------------------------------------
+
+class RedisTimeline:
+    """Every SAMPLE_S: entries ever appended to partition 0's stream, whether the rebuild's
+    fence is up, the undrained counter (one pipelined round trip)."""
+
+    def __init__(self, client):
+        self.redis = client
+        self.samples = []
+        self._started = time.monotonic()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="ops-timeline", daemon=True)
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_):
+        self._stop.set()
+        self._thread.join()
+
+    def now(self):
+        return time.monotonic() - self._started
+
+    def _loop(self):
+        while True:
+            pipe = self.redis.pipeline(transaction=False)
+            pipe.xinfo_stream(keys.stream(0))
+            pipe.exists(keys.fence(0))
+            pipe.get(keys.undrained(0))
+            try:
+                info, fenced, undrained = pipe.execute()
+                self.samples.append((round(self.now(), 3), info["entries-added"], bool(fenced),
+                                     int(undrained or 0)))
+            except Exception:  # noqa: BLE001 - a missed sample, not a failed run
+                pass
+            if self._stop.wait(SAMPLE_S):
+                return
+
+    def rate(self, start, end):
+        """Accepted writes/s between two times (the samples nearest inside)."""
+        inside = [s for s in self.samples if start <= s[0] <= end]
+        if len(inside) < 2 or inside[-1][0] == inside[0][0]:
+            return None
+        return round((inside[-1][1] - inside[0][1]) / (inside[-1][0] - inside[0][0]), 1)
+
+    def fence_span(self):
+        up = [s[0] for s in self.samples if s[2]]
+        return (up[0], up[-1]) if up else (None, None)
+
+
+def _rebuild_store(stack, plan, events):
+    reset_store(stack, "redis")
+    connection = stack.mariadb().connect(database="og")
+    try:
+        history = range_store.generate(connection, events, range_store.window_end())
+    finally:
+        connection.close()
+    windows = []
+    with Target(stack, "redis", worker=True, reset=False, label=f"rebuild@{events}") as target:
+        url = target.url
+        target.measure(lambda: load.start_wrk(url, "conversation", plan.warmup))
+        target.settle()
+        for number in range(1, plan.ops_rebuild_rounds + 1):
+            windows.append(_rebuild_window(stack, plan, target, events, number))
+        check = target.check()
+    stored = count_events(stack)
+    return {"events": events, "history": {k: history[k] for k in
+                                          ("events", "conversations", "followups", "seconds",
+                                           "from", "to")},
+            "windows": windows, "check": check, "events_after": stored}
+
+
+def _rebuild_window(stack, plan, target, events, number):
+    url = target.url
+    rows_before = count_events(stack)
+    meter = cpu.CpuMeter(target.cpu_roles()).start()
+    with RedisTimeline(target.redis) as timeline:
+        flow = load.start_wrk(url, "conversation",
+                              plan.ops_rebuild_before_s + REBUILD_BOUND_S + plan.ops_rebuild_after_s)
+        try:
+            time.sleep(plan.ops_rebuild_before_s)
+            began = timeline.now()
+            command = load.LoadProcess([PYTHON, "-c", TIMED_REBUILD], REBUILD_BOUND_S, target.env)
+            code, text, rebuild_cpu, wall = command.wait()
+            ended = timeline.now()
+            time.sleep(plan.ops_rebuild_after_s)
+            flow.process.send_signal(signal.SIGINT)  # wrk stops and reports, as at its -d
+            result = load.wrk_result(flow)
+        finally:
+            flow.kill()
+        stopped = timeline.now()
+    cores = meter.stop()
+    target.accepted += result["counters"].get("initial_ok", 0) + result["counters"].get("followup_ok", 0)
+    if code != 0:
+        raise RuntimeError(f"ingest rebuild exited {code}:\n{text[-3000:]}")
+    lines = text.splitlines()
+    summary = json.loads(next(l for l in lines if l.startswith("{")))
+    phases = json.loads(next(l for l in lines if l.startswith("PHASES "))[len("PHASES "):])
+    settle_s = target.settle()
+    fence_seen = timeline.fence_span()
+    samples = timeline.samples
+    undrained_max = max((s[3] for s in samples), default=0)
+    before = timeline.rate(1.0, began)
+    during = timeline.rate(began, ended)
+    after = timeline.rate(ended + 1.0, stopped)
+    statuses = result["statuses"]
+    out = {
+        "round": number, "events_in_store": rows_before,
+        "command_wall_s": round(wall, 3), "command_cpu_s": round(rebuild_cpu, 2),
+        "phases": phases, "summary": summary, "fenced_s": summary.get("fenced_s"),
+        "range_bucket_days": summary.get("range_bucket_days"),
+        "fence_seen_s": round(fence_seen[1] - fence_seen[0] + SAMPLE_S, 2) if fence_seen[0] is not None else None,
+        "writes_per_s_before": before, "writes_per_s_during": during, "writes_per_s_after": after,
+        "after_vs_before": ratio(after, before),
+        "status_503": statuses.get(503, 0), "statuses": statuses, "socket_errors": result["socket_errors"],
+        "wrk": {k: result[k] for k in ("seconds", "requests", "ok", "ok_per_s", "errors", "p50_ms",
+                                       "p99_ms", "p999_ms", "max_ms", "generator_cores")},
+        "rebuild_started_s": round(began, 2), "rebuild_ended_s": round(ended, 2),
+        "window_s": round(stopped, 2), "max_undrained": undrained_max, "settle_s": settle_s,
+        "cpu_cores": cores, "timeline": samples,
+    }
+    log.info("rebuild %d events round %d: command %.2f s (range buckets %.2f s, uuid filter %.2f s,"
+             " fenced %.3f s), 503s %d; accepted writes/s before %s, during %s, after %s;"
+             " max undrained %d", rows_before, number, wall, phases.get("range_buckets_s", 0),
+             phases.get("uuid_filter_s", 0), out["fenced_s"] or 0, out["status_503"], before,
+             during, after, undrained_max)
+    return out
+
+
+# --- (c) events_by_uuid on the drain -----------------------------------------------------------
+
+def _sql(stack, statement):
+    connection = stack.mariadb().connect(database="og")
+    try:
+        with connection.cursor() as cursor:
+            began = time.monotonic()
+            cursor.execute(statement)
+            return time.monotonic() - began
+    finally:
+        connection.close()
+
+
+def _has_index(stack):
+    connection = stack.mariadb().connect(database="og")
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SHOW INDEX FROM events")
+            return INDEX in {row[2] for row in cursor.fetchall()}
+    finally:
+        connection.close()
+
+
+def _drain(stack, plan, number, indexed):
+    label = "with index" if indexed else "without index"
+    if not indexed:
+        drop_s = _sql(stack, f"ALTER TABLE events DROP INDEX {INDEX}")
+    if _has_index(stack) != indexed:
+        raise RuntimeError(f"{label}: the index is {'missing' if indexed else 'there'}")
+    rows_before = count_events(stack)
+    client = stack.redis().client()
+    try:
+        began = time.monotonic()
+        # The same size and shape each drain, other uuids (a uuid drained before would land
+        # beside its twin in the index, on pages the first drain left in the buffer pool).
+        added = preload.into_streams(client, plan.ops_drain_backlog, 1, seed=2 * number + indexed)
+        fill_s = time.monotonic() - began
+        env = stack.env("redis")
+        meter = cpu.CpuMeter({"mariadb": cpu.pid_of(stack.started_mariadb())}).start()
+        metered = time.monotonic()
+        worker = load.LoadProcess([PYTHON, "-c", DRAIN_WITHOUT_INDEX_UPKEEP], DRAIN_BOUND_S, env)
+        code, text, worker_cpu, wall = worker.wait()
+        time.sleep(plan.ops_drain_tail_s)  # what MariaDB finishes after the last commit
+        mariadb_cores = meter.stop()["mariadb"]
+        metered_s = time.monotonic() - metered
+        _, seconds = drain_span(code, text)
+        left = client.xlen(keys.stream(0))
+    finally:
+        client.close()
+    stored = count_events(stack) - rows_before
+    still = _has_index(stack)
+    result = {
+        "round": number, "label": label, "indexed": indexed, "rows_before": rows_before,
+        "backlog": added, "fill_s": round(fill_s, 2), "drain_s": round(seconds, 3),
+        "events_per_s": round(added / seconds), "process_wall_s": round(wall, 2),
+        "worker_cpu_us_per_event": round(worker_cpu / added * 1e6, 1),
+        "mariadb_cpu_us_per_event": round(mariadb_cores * metered_s / added * 1e6, 1),
+        "mariadb_cores": mariadb_cores,
+        "stored": stored, "index_unchanged": still == indexed,
+        "ok": stored == added and still == indexed,
+    }
+    result["cpu_us_per_event"] = round(result["worker_cpu_us_per_event"]
+                                       + result["mariadb_cpu_us_per_event"], 1)
+    if not indexed:
+        result["drop_index_s"] = round(drop_s, 3)
+        rows = count_events(stack)
+        add_s = _sql(stack, f"ALTER TABLE events ADD INDEX {INDEX} (uuid),"
+                            " ALGORITHM=INPLACE, LOCK=NONE")
+        result["add_index"] = {"rows": rows, "seconds": round(add_s, 2)}
+    log.info("drain round %d %-13s %7d events on %d rows: %7d events/s (worker %.1f + MariaDB %.1f µs"
+             " CPU/event)%s%s", number, label, added, rows_before, result["events_per_s"],
+             result["worker_cpu_us_per_event"], result["mariadb_cpu_us_per_event"],
+             f"; index added back online on {result['add_index']['rows']:,} rows in "
+             f"{result['add_index']['seconds']} s" if not indexed else "",
+             "" if result["ok"] else f"  CHECK FAILED stored {stored} left {left}")
+    return result
+
+
+# --- summary --------------------------------------------------------------------------------------
+
+def _median(values, digits=1):
+    known = [v for v in values if v is not None]
+    return round(median(known), digits) if known else None
+
+
+def _by_round(items, key):
+    rounds = {}
+    for item in items:
+        rounds.setdefault(item["round"], {})[item[key]] = item
+    return [pair for _, pair in sorted(rounds.items()) if len(pair) == 2]
+
+
+def _filter_summary(windows):
+    flows = {}
+    for label in (_filter_label(True), _filter_label(False)):
+        mine = [w["window"]["results"][0] for w in windows if w["label"] == label]
+        if mine:
+            flows[label] = median_of(mine)
+    if len(flows) < 2:
+        return None
+    pairs = _by_round(windows, "on")
+    on, off = _filter_label(True), _filter_label(False)
+    per = {label: {
+        "us_per_2xx": _median([_us_per_2xx(w["window"]) for w in windows if w["label"] == label]),
+        "api_cores": _median([w["window"]["cpu_cores"]["api"] for w in windows if w["label"] == label], 2),
+        "redis_cores": _median([w["window"]["cpu_cores"]["redis"] for w in windows if w["label"] == label], 3),
+        "others_cores": _median([w["window"]["cpu_cores"]["others"] for w in windows if w["label"] == label], 2),
+        "redis_us_per_call": _median([w["window"]["redis"]["redis_us_per_call"] for w in windows
+                                      if w["label"] == label]),
+        "script_calls_per_s": _median([w["window"]["redis"]["script_calls_per_s"] for w in windows
+                                       if w["label"] == label]),
+        "aof_bytes_per_write": _median([
+            w["window"]["redis"]["aof_bytes_added"] / w["window"]["check"]["appended"]
+            for w in windows if w["label"] == label and not w["window"]["redis"]["aof_rewrote"]
+            and (w["window"]["redis"]["aof_bytes_added"] or 0) > 0
+            and w["window"]["check"]["appended"]]),
+        "aof_windows": sum(1 for w in windows if w["label"] == label
+                           and not w["window"]["redis"]["aof_rewrote"]
+                           and (w["window"]["redis"]["aof_bytes_added"] or 0) > 0),
+        "used_memory_mib_after": _median([w["window"]["redis"]["used_memory_after"] / 2**20
+                                          for w in windows if w["label"] == label]),
+        "seen_bits": next(w["window"]["redis"]["seen_bits"] for w in windows if w["label"] == label),
+    } for label in (on, off)}
+    return {
+        "flow": flows, "per": per,
+        "on_vs_off": ratio(flows[on]["ok_per_s"], flows[off]["ok_per_s"]),
+        "on_vs_off_rounds": [ratio(p[True]["window"]["results"][0]["ok_per_s"],
+                                   p[False]["window"]["results"][0]["ok_per_s"]) for p in pairs],
+        "cost_ratio": ratio(per[off]["us_per_2xx"], per[on]["us_per_2xx"]),
+        "cost_ratio_rounds": [ratio(_us_per_2xx(p[False]["window"]), _us_per_2xx(p[True]["window"]))
+                              for p in pairs],
+        "redis_us_per_call_rounds": {label: [w["window"]["redis"]["redis_us_per_call"] for w in windows
+                                             if w["label"] == label] for label in (on, off)},
+        "checks_ok": all(w["window"]["check"]["ok"] for w in windows),
+    }
+
+
+def _drain_summary(drains):
+    if not drains:
+        return None
+    pairs = _by_round(drains, "indexed")
+    per = {}
+    for indexed in (True, False):
+        mine = [d for d in drains if d["indexed"] == indexed]
+        if not mine:
+            continue
+        per["with index" if indexed else "without index"] = {
+            "events_per_s": _median([d["events_per_s"] for d in mine], 0),
+            "rounds_events_per_s": [d["events_per_s"] for d in mine],
+            "worker_cpu_us_per_event": _median([d["worker_cpu_us_per_event"] for d in mine]),
+            "mariadb_cpu_us_per_event": _median([d["mariadb_cpu_us_per_event"] for d in mine]),
+            "cpu_us_per_event": _median([d["cpu_us_per_event"] for d in mine]),
+            "rows_before": [d["rows_before"] for d in mine],
+        }
+    adds = [d["add_index"] for d in drains if "add_index" in d]
+    out = {"per": per, "backlog": drains[0]["backlog"],
+           "checks_ok": all(d["ok"] for d in drains), "add_index": adds,
+           "add_index_s": _median([a["seconds"] for a in adds], 2)}
+    if len(per) == 2:
+        w, wo = per["with index"], per["without index"]
+        out.update({
+            "with_vs_without": ratio(w["events_per_s"], wo["events_per_s"]),
+            "with_vs_without_rounds": [ratio(p[True]["events_per_s"], p[False]["events_per_s"])
+                                       for p in pairs],
+            "cost_ratio": ratio(wo["cpu_us_per_event"], w["cpu_us_per_event"]),
+            "cost_ratio_rounds": [ratio(p[False]["cpu_us_per_event"], p[True]["cpu_us_per_event"])
+                                  for p in pairs],
+        })
+    return out
+
+
+def summarize(filter_windows, rebuilds, drains):
+    sizes = []
+    for store in rebuilds:
+        windows = store["windows"]
+        sizes.append({
+            "events": store["events"],
+            "rows": _median([w["events_in_store"] for w in windows], 0),
+            "command_s": _median([w["command_wall_s"] for w in windows], 2),
+            "range_buckets_s": _median([w["phases"].get("range_buckets_s") for w in windows], 2),
+            "uuid_filter_s": _median([w["phases"].get("uuid_filter_s") for w in windows], 2),
+            "fenced_s": _median([w["fenced_s"] for w in windows], 3),
+            "fence_seen_s": _median([w["fence_seen_s"] for w in windows], 2),
+            "status_503": [w["status_503"] for w in windows],
+            "after_vs_before": [w["after_vs_before"] for w in windows],
+            "conversations_restored": [w["summary"].get("conversations_restored") for w in windows],
+            "checks_ok": store["check"]["ok"] if store["check"] else None,
+        })
+    return {"filter": _filter_summary(filter_windows), "rebuild": sizes,
+            "drain": _drain_summary(drains)}
