@@ -5,8 +5,10 @@ og.range_buckets is derived from it (core/range_buckets.py keeps it exact), and
 og.migrations records which derived data is complete. The ingest worker writes them and
 creates them when missing; the API reads them for /dashboard/range.
 """
-from sqlalchemy import (CHAR, Boolean, Column, Enum, Index, Integer, MetaData, SmallInteger,
-                        String, Table, case, create_engine, func, select)
+import zlib
+
+from sqlalchemy import (CHAR, Boolean, Column, Computed, Enum, Index, Integer, MetaData,
+                        SmallInteger, String, Table, case, create_engine, func, select)
 from sqlalchemy.dialects.mysql import DATETIME, INTEGER
 from sqlalchemy.exc import OperationalError
 
@@ -14,6 +16,12 @@ from core import timestamps
 
 metadata = MetaData()
 DUPLICATE_KEY_NAME = 1061
+DUPLICATE_COLUMN = 1060
+NO_SUCH_INDEX = 1091
+UUID_KEY = "IF(kind = 'initial', CRC32(RTRIM(uuid)), NULL)"
+RETIRED_INDEXES = ("events_by_uuid",)
+"""Indexes an earlier version made, dropped by create_tables (a full CHAR(36) uuid index
+on every row: it halved the drain on a store larger than the buffer pool)."""
 
 events = Table(
     "events",
@@ -32,8 +40,16 @@ events = Table(
            comment="the conversation's /initial time, UTC"),
     # Serves /dashboard/range from the index alone: a range scan on conversation_ts.
     Index("events_by_conversation_ts", "conversation_ts", "symbol", "kind"),
-    # A followup after its conversation's window looks the conversation up here.
-    Index("events_by_uuid", "uuid"),
+    # A followup after its conversation's window, or a reused uuid, looks the conversation
+    # up here. Only initial rows have a key, and a 4-byte one: followup rows all index
+    # NULL, in primary-key (time) order, so they append; initial rows are the only
+    # random inserts, as small as they can be (discussion.txt section 11).
+    Column("uuid_key", INTEGER(unsigned=True),
+           # RTRIM: MariaDB refuses an indexed virtual column on a bare CHAR column (its
+           # value would depend on PAD_CHAR_TO_FULL_LENGTH).
+           Computed(UUID_KEY, persisted=False),
+           comment="CRC32 of the uuid of an initial event (NULL for a followup)"),
+    Index("events_by_uuid_key", "uuid_key"),
     mysql_engine="InnoDB",
     mysql_charset="ascii",
 )
@@ -78,41 +94,51 @@ def create_tables(engine):
     from core import range_buckets  # it queries these tables; they do not import it
 
     metadata.create_all(engine, checkfirst=True)
-    _add_missing_indexes(engine)
+    _upgrade_events(engine)
     range_buckets.ensure_built(engine)
 
 
-def _add_missing_indexes(engine):
-    """Indexes added to og.events after a store was made: built online (INPLACE, LOCK=NONE:
-    workers keep inserting meanwhile). Concurrent callers are harmless: one adds it, the
-    others find it there (or fail on the duplicate name, which is the same thing)."""
+def _upgrade_events(engine):
+    """Bring an og.events made by an earlier version up to this schema, online: the
+    virtual uuid_key column (INSTANT), then its index (INPLACE, LOCK=NONE: workers keep
+    inserting meanwhile). Concurrent callers are harmless: one adds each, the others find
+    it there or fail on the duplicate name, which is the same thing."""
     with engine.connect() as connection:
+        columns = {row[0] for row in connection.exec_driver_sql("SHOW COLUMNS FROM events")}
         present = {row[2] for row in connection.exec_driver_sql("SHOW INDEX FROM events")}
+        steps = []
+        if "uuid_key" not in columns:
+            steps.append("ADD COLUMN uuid_key INT UNSIGNED AS (" + UUID_KEY + ") VIRTUAL, "
+                         "ALGORITHM=INSTANT")
         for index in events.indexes:
-            if index.name in present:
-                continue
-            columns = ", ".join(column.name for column in index.columns)
+            if index.name not in present:
+                columns_ = ", ".join(column.name for column in index.columns)
+                steps.append(f"ADD INDEX {index.name} ({columns_}), ALGORITHM=INPLACE, LOCK=NONE")
+        steps += [f"DROP INDEX {name}" for name in RETIRED_INDEXES if name in present]
+        for step in steps:
             try:
-                connection.exec_driver_sql(f"ALTER TABLE events ADD INDEX {index.name} ({columns}),"
-                                           " ALGORITHM=INPLACE, LOCK=NONE")
+                connection.exec_driver_sql("ALTER TABLE events " + step)
             except OperationalError as error:
-                if error.orig.args[0] != DUPLICATE_KEY_NAME:
+                if error.orig.args[0] not in (DUPLICATE_KEY_NAME, DUPLICATE_COLUMN, NO_SUCH_INDEX):
                     raise
 
 
 def find_conversation(connection, uuid):
     """(symbol, guess, conversation_ts, followed) of the uuid's latest conversation in
-    og.events, or None: for a followup that comes after the conversation's window."""
-    rows = connection.execute(
-        select(events.c.kind, events.c.symbol, events.c.guess, events.c.conversation_ts)
-        .where(events.c.uuid == uuid)).all()
-    started = [row for row in rows if row.kind == "initial"]
-    if not started:
+    og.events, or None: for a followup after the conversation's window, or a uuid the
+    uuid filter may have seen. Two index lookups: the initial rows by uuid_key, then that
+    conversation's followup by its time (events_by_conversation_ts)."""
+    started = connection.execute(
+        select(events.c.symbol, events.c.guess, events.c.conversation_ts)
+        .where(events.c.uuid_key == zlib.crc32(uuid.encode()), events.c.uuid == uuid)
+        .order_by(events.c.conversation_ts.desc()).limit(1)).first()
+    if started is None:
         return None
-    latest = max(started, key=lambda row: row.conversation_ts)
-    followed = any(row.kind == "followup" and row.conversation_ts == latest.conversation_ts
-                   for row in rows)
-    return latest.symbol, bool(latest.guess), latest.conversation_ts, followed
+    followed = connection.execute(
+        select(events.c.event_id)
+        .where(events.c.conversation_ts == started.conversation_ts,
+               events.c.kind == "followup", events.c.uuid == uuid).limit(1)).first()
+    return started.symbol, bool(started.guess), started.conversation_ts, followed is not None
 
 
 def _counting(kind):

@@ -22,7 +22,7 @@
     timed by its log as the drain scenario) of the same backlog into the store (b) left
     (its biggest), with the index and without it (dropped before the backlog is filled),
     rounds interleaved, the order alternating. Both arms run the worker with
-    core.event_store._add_missing_indexes disabled (it would add the index back at
+    core.event_store._upgrade_events disabled (it would add the index back at
     start); nothing else differs. After each drain without it, the index is added back
     online (ALTER TABLE ... ADD INDEX, ALGORITHM=INPLACE, LOCK=NONE, as the first worker
     start on an old store does), timed.
@@ -48,7 +48,7 @@ OURS = ("api", "redis", "mariadb", "ingest")
 REBUILD_BOUND_S = 600
 """Bound on one rebuild (and so on the wrk that runs around it)."""
 DRAIN_BOUND_S = 600
-INDEX = "events_by_uuid"
+INDEX = "events_by_uuid_key"
 SAMPLE_S = 0.1
 
 # The real `python -m ingest rebuild`, its phases timed from inside. The functions are
@@ -86,7 +86,7 @@ sys.exit(code)
 # (both arms of (c) run it, so the index is the only difference).
 DRAIN_WITHOUT_INDEX_UPKEEP = (
     "import sys; from core import event_store; "
-    "event_store._add_missing_indexes = lambda engine: None; "
+    "event_store._upgrade_events = lambda engine: None; "
     "from ingest.__main__ import main; sys.exit(main(['run', '--burst']))")
 
 
@@ -363,7 +363,7 @@ def _drain(stack, plan, number, indexed):
     if not indexed:
         result["drop_index_s"] = round(drop_s, 3)
         rows = count_events(stack)
-        add_s = _sql(stack, f"ALTER TABLE events ADD INDEX {INDEX} (uuid),"
+        add_s = _sql(stack, f"ALTER TABLE events ADD INDEX {INDEX} (uuid_key),"
                             " ALGORITHM=INPLACE, LOCK=NONE")
         result["add_index"] = {"rows": rows, "seconds": round(add_s, 2)}
     log.info("drain round %d %-13s %7d events on %d rows: %7d events/s (worker %.1f + MariaDB %.1f µs"

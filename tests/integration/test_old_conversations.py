@@ -3,7 +3,7 @@ answered from og.events, once; the common path never reads MariaDB."""
 import threading
 import time
 
-from core import keys, seen
+from core import event_store, keys, seen
 from server.data_interface import Conflict
 from tests.range_oracle import assert_buckets_exact
 from tests.workers import drain, new_uuid, run_ingest, stored_rows
@@ -207,3 +207,22 @@ def test_the_store_keeps_one_filter_size_and_rebuild_changes_it(make_app, redis,
     assert int(redis.get(keys.seen_bits(0))) == bits
     assert raw_value(redis_server, keys.seen(0)) == seen.bitmap(started, bits)
     assert {first.post("/initial", {"uuid": c, "symbol": "v"})[0] for c in started} == {409}
+
+
+def test_an_older_og_events_is_upgraded_and_its_conversations_found(make_app, redis, database):
+    api = make_app("redis", OG_CONVERSATION_TTL=WINDOW_S)
+    old = new_uuid()
+    assert api.post("/initial", {"uuid": old, "symbol": "w"})[0] == 200
+    drain()
+    # As an earlier version left it: no uuid_key, a full uuid index instead.
+    with database.begin() as connection:
+        connection.exec_driver_sql("ALTER TABLE events DROP INDEX events_by_uuid_key, "
+                                   "DROP COLUMN uuid_key, ADD INDEX events_by_uuid (uuid)")
+    event_store.create_tables(database)
+    with database.connect() as connection:
+        indexes = {row[2] for row in connection.exec_driver_sql("SHOW INDEX FROM events")}
+        assert "events_by_uuid_key" in indexes and "events_by_uuid" not in indexes
+        found = event_store.find_conversation(connection, old)
+    assert found[0] == "w" and found[3] is False
+    age_out(redis, old)
+    assert api.post("/followup", {"uuid": old})[0] == 200
