@@ -136,7 +136,6 @@ def main(argv=None):
         days = range_buckets.rebuild(engine)  # exact with workers running: it locks
         try:
             summary = rebuild.rebuild(build_redis(settings), engine, settings.stream_partitions,
-                                      settings.conversation_ttl,
                                       uuid_filter_mb=settings.uuid_filter_mb)
         except rebuild.RebuildRefused as error:
             parser.exit(2, f"python -m ingest rebuild: {error}\n")

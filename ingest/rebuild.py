@@ -1,11 +1,12 @@
 """`python -m ingest rebuild`: recompute Redis's hot state from the durable store.
 
 For when Redis is lost or its aggregates are in doubt; safe with the API serving. The
-rebuild fences writes (they answer 503 "being rebuilt", not recorded) for as long as
-it runs, and the fence ends with it, or FENCE_TTL_MS after it crashed. Sources: og.events
-plus the stream entries not yet in it. Rebuilt: every partition's stats hash and the
-conversation keys still inside the followup window; each write is made only while the
-fence still holds.
+rebuild fences writes (they answer 503 "being rebuilt", not recorded) for as long as it
+recomputes the aggregates, and the fence ends with it, or FENCE_TTL_MS after it crashed.
+Sources: og.events plus the stream entries not yet in it. Rebuilt: every partition's
+stats hash (written only while the fence still holds) and the uuid filter. Conversation
+keys are not restored: a followup or a repeated uuid whose key is gone is judged from
+og.events (server/redis_interface.py), and each such request puts its key back.
 """
 import threading
 import time
@@ -97,16 +98,6 @@ def _not_stored(connection, entries):
     return missing
 
 
-def _conversations(connection, cutoff):
-    followed = func.max(case((events.c.kind == "followup", 1), else_=0))
-    query = (select(events.c.uuid, events.c.symbol, events.c.guess,
-                    func.min(events.c.conversation_ts), followed)
-             .where(events.c.conversation_ts >= cutoff)
-             .group_by(events.c.uuid, events.c.symbol, events.c.guess))
-    return {uuid: [symbol, guess, timestamps.to_micros(cts), bool(f)]
-            for uuid, symbol, guess, cts, f in connection.execute(query)}
-
-
 class RebuildRefused(Exception):
     """Rebuilding now would lose events; str() says what to do first."""
 
@@ -155,10 +146,11 @@ class Fence:
             except Exception:  # noqa: BLE001 - retried at the next tick; the TTL bounds it
                 pass
 
-    def write(self, partition, op, keys_, args=()):
-        """One fenced_write.lua call; FenceLost if this rebuild no longer holds the fence."""
-        if self.lost or not self._write(keys=[keys.fence(partition), *keys_],
-                                        args=[self.token, op, *args]):
+    def swap(self, partition, aside, live, *also):
+        """fenced_write.lua: `aside` replaces `live` (and `also` = (key, value) is set),
+        only while this rebuild still holds the fence; FenceLost otherwise."""
+        if self.lost or not self._write(keys=[keys.fence(partition), aside, live, *also[:1]],
+                                        args=[self.token, *also[1:]]):
             raise FenceLost("the rebuild's fence expired before it finished (Redis "
                             "unreachable for a while?): writes may have come between, so "
                             "nothing more was written; run `python -m ingest rebuild` again")
@@ -189,8 +181,7 @@ def _previous_layout(redis_client, partitions):
     return old
 
 
-def rebuild(redis_client, engine, partitions, conversation_ttl, fence_ttl_ms=FENCE_TTL_MS,
-            uuid_filter_mb=0):
+def rebuild(redis_client, engine, partitions, fence_ttl_ms=FENCE_TTL_MS, uuid_filter_mb=0):
     """Recompute Redis's hot state from og.events (and undrained stream entries), with
     writes fenced meanwhile; also the way to change OG_STREAM_PARTITIONS on a drained
     store."""
@@ -207,8 +198,7 @@ def rebuild(redis_client, engine, partitions, conversation_ttl, fence_ttl_ms=FEN
         _fill_filter(redis_client, engine, partitions, bits, fence=None)
     with Fence(redis_client, max(partitions, previous or 0), fence_ttl_ms) as fence:
         fenced_at = time.monotonic()
-        summary = _rebuild_fenced(redis_client, engine, partitions, previous,
-                                  conversation_ttl, fence)
+        summary = _rebuild_fenced(redis_client, engine, partitions, previous, fence)
         if resize:
             _fill_filter(redis_client, engine, partitions, bits, fence, previous)
     summary["fenced_s"] = round(time.monotonic() - fenced_at, 3)  # writes got 503 this long
@@ -242,13 +232,10 @@ def _fill_filter(redis_client, engine, partitions, bits, fence, previous=None):
             redis_client.bitop("OR", live, live, aside)
             redis_client.delete(aside)
         else:
-            fence.write(partition, "swap", [aside, live, keys.seen_bits(partition)], [bits])
+            fence.swap(partition, aside, live, keys.seen_bits(partition), bits)
 
 
-def _rebuild_fenced(redis_client, engine, partitions, previous, conversation_ttl, fence):
-    seconds, micros = redis_client.time()
-    now = seconds * 1_000_000 + micros
-    cutoff_micros = now - conversation_ttl * 1_000_000
+def _rebuild_fenced(redis_client, engine, partitions, previous, fence):
     stats = defaultdict(lambda: defaultdict(_blank))
     # No write is accepted any more. The streams are read first, then og.events in one
     # snapshot: each event is in exactly one of (the snapshot, the entries it lacks),
@@ -257,15 +244,10 @@ def _rebuild_fenced(redis_client, engine, partitions, previous, conversation_ttl
     with engine.connect().execution_options(isolation_level="REPEATABLE READ") as connection:
         _from_database(connection, stats, partitions)
         undrained = _not_stored(connection, entries)
-        conversations = _conversations(
-            connection, timestamps.parse_micros(cutoff_micros)) if conversation_ttl > 0 else {}
         connection.rollback()
     for partition, _, fields in undrained:
-        ts, cts = int(fields["ts"]), int(fields["cts"])
-        _add(stats[partition], fields["symbol"], fields["guess"] == "1", fields["kind"], ts)
-        if cts >= cutoff_micros:
-            known = conversations.setdefault(fields["uuid"], [fields["symbol"], fields["guess"] == "1", cts, False])
-            known[3] = known[3] or fields["kind"] == "followup"
+        _add(stats[partition], fields["symbol"], fields["guess"] == "1", fields["kind"],
+             int(fields["ts"]))
 
     # Each partition's hash is built aside and swapped in under the fence; partitions
     # that no longer exist are emptied the same way.
@@ -277,25 +259,11 @@ def _rebuild_fenced(redis_client, engine, partitions, previous, conversation_ttl
                    for name, value in entry.items() if value is not None}
         if mapping:
             redis_client.hset(aside, mapping=mapping)
-        fence.write(partition, "swap", [aside, live])
-
-    by_partition = defaultdict(list)
-    for uuid, (symbol, guess, cts, followed) in conversations.items():
-        remaining_s = conversation_ttl - (now - cts) // 1_000_000
-        if remaining_s > 0:
-            value = ("+" if followed else "-") + symbol + ("1" if guess else "0") + str(cts)
-            partition = keys.partition_of(uuid, partitions)
-            by_partition[partition].append((keys.conversation(partition, uuid), value, remaining_s))
-    for partition, items in by_partition.items():
-        for at in range(0, len(items), CHUNK):
-            chunk = items[at:at + CHUNK]
-            fence.write(partition, "set", [key for key, _, _ in chunk],
-                        [part for _, value, ttl in chunk for part in (value, ttl)])
+        fence.swap(partition, aside, live)
     redis_client.set(keys.layout(), partitions)
     totals = [entry for symbols in stats.values() for entry in symbols.values()]
     return {"symbols": len({s for symbols in stats.values() for s in symbols}),
             "partitions": partitions, "previous_partitions": previous,
             "undrained_events": len(undrained),
-            "conversations_restored": len(conversations),
             "conversations": sum(e["n1"] + e["n0"] for e in totals),
             "followups": sum(e["f1"] + e["f0"] for e in totals)}
