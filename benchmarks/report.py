@@ -669,7 +669,7 @@ def _operations(results):
                              f"**{w['command_wall_s']:.2f}**", _n(p.get("create_tables_s"), 2),
                              _n(p.get("range_buckets_s"), 2), w["range_bucket_days"],
                              _n(p.get("uuid_filter_s"), 2), f"**{w['fenced_s']:.3f}**",
-                             _n(w["fence_seen_s"], 2), _n(w["summary"].get("conversations_restored")),
+                             _n(w["fence_seen_s"], 2),
                              f"**{_n(w['status_503'])}**", _n(w["writes_per_s_before"]),
                              _n(w["writes_per_s_during"]), _n(w["writes_per_s_after"]),
                              _x(w["after_vs_before"]), _n(w["max_undrained"]), w["settle_s"]))
@@ -682,8 +682,7 @@ def _operations(results):
             "og.events (outside the fence: the size is the one recorded). The conversation flow "
             f"runs {plan['ops_rebuild_before_s']} s before the rebuild, during it, and "
             f"{plan['ops_rebuild_after_s']} s after it (wrk stopped with SIGINT, which reports "
-            "as at its end); the conversations it started in the last OG_CONVERSATION_TTL are "
-            "the ones the rebuild restores. The command is `python -m ingest rebuild`'s own "
+            "as at its end). The command is `python -m ingest rebuild`'s own "
             "main, its phases timed from inside: *range buckets* (range_buckets.rebuild, tables "
             "locked, the worker's inserts wait), *uuid filter* (SELECT of every initial's uuid, "
             "the bitmap, OR-ed in), then the fenced part; *fenced_s* is the command's own "
@@ -695,7 +694,7 @@ def _operations(results):
             "the fence's: the backlog stayed far below its mark).\n",
             _table(("store events", "round", "rows at start", "command s", "create_tables s",
                     "range buckets s", "days", "uuid filter s", "fenced_s", "fence seen s",
-                    "conversations restored", "503", "writes/s before", "during", "after",
+                    "503", "writes/s before", "during", "after",
                     "after/before", "max undrained", "drained after s"), rows),
             "\nog.events after each store's windows: " + (
                 "gained exactly what the API appended, nothing undrained."
@@ -709,12 +708,12 @@ def _operations(results):
                 for label, k in d["per"].items()]
         adds = "; ".join(f"{_n(a['rows'])} rows in {a['seconds']:.2f} s" for a in d["add_index"])
         parts += [
-            "\n### (c) The index events_by_uuid on the drain\n",
+            "\n### (c) The index events_by_uuid_key on the drain\n",
             f"One worker drains the same-size backlog ({_n(d['backlog'])} entries XADDed "
             "straight into the stream, other uuids each time) into the store (b) left, with the "
             "index and without it (dropped before the backlog is filled), rounds interleaved, "
             "the order alternating; both arms run `ingest run --burst` with "
-            "event_store._add_missing_indexes disabled (it would add the index back at start). "
+            "event_store._upgrade_events disabled (it would add the index back at start). "
             "Events/s by the worker's own log (as the drain scenario); CPU: the worker process "
             f"(start-up included) and MariaDB (from the worker's start to {plan['ops_drain_tail_s']:g} s "
             "after it exited) per event. The store grows by each drain.\n",
@@ -724,7 +723,7 @@ def _operations(results):
             f"{_ratios(d.get('with_vs_without_rounds', []))}); CPU cost ratio "
             f"**{_x(d.get('cost_ratio'))}** (per round {_ratios(d.get('cost_ratio_rounds', []))}: "
             "CPU per event without over with). Adding the index online (`ALTER TABLE events ADD "
-            "INDEX events_by_uuid (uuid), ALGORITHM=INPLACE, LOCK=NONE`, what the first worker "
+            "INDEX events_by_uuid_key (uuid_key), ALGORITHM=INPLACE, LOCK=NONE`, what the first worker "
             f"start on an older store runs before it drains): {adds}. Every drain stored its "
             "backlog exactly and left the index as it found it: "
             + ("yes." if d["checks_ok"] else "**no** (results.json)."),

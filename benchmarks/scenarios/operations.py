@@ -11,14 +11,13 @@
 (b) `ingest rebuild` with the API serving and the worker running. og.events holds a
     30-day history (benchmarks/range_store.py, generated inside MariaDB; lowercase v4
     uuids, ending an hour ago) of each size; the conversation flow runs before, during
-    and after the rebuild, and the conversations it starts are the ones the rebuild
-    restores (younger than OG_CONVERSATION_TTL). wrk runs with a long bound and is
+    and after the rebuild. wrk runs with a long bound and is
     stopped with SIGINT (it then reports as at its end) a fixed time after the rebuild
     ended. The rebuild is the real command (`python -m ingest rebuild`'s main) with its
     phases timed from inside (create_tables, range_buckets.rebuild, the uuid filter's
     refill, the fenced part), beside its own `fenced_s`; a thread samples Redis every
     0.1 s (entries appended: accepted writes; the fence key; the undrained counter).
-(c) The index events_by_uuid on the drain. One worker's drain rate (`ingest run --burst`,
+(c) The index events_by_uuid_key on the drain. One worker's drain rate (`ingest run --burst`,
     timed by its log as the drain scenario) of the same backlog into the store (b) left
     (its biggest), with the index and without it (dropped before the backlog is filled),
     rounds interleaved, the order alternating. Both arms run the worker with
@@ -297,7 +296,7 @@ def _rebuild_window(stack, plan, target, events, number):
     return out
 
 
-# --- (c) events_by_uuid on the drain -----------------------------------------------------------
+# --- (c) events_by_uuid_key on the drain -----------------------------------------------------------
 
 def _sql(stack, statement):
     connection = stack.mariadb().connect(database="og")
@@ -482,7 +481,6 @@ def summarize(filter_windows, rebuilds, drains):
             "fence_seen_s": _median([w["fence_seen_s"] for w in windows], 2),
             "status_503": [w["status_503"] for w in windows],
             "after_vs_before": [w["after_vs_before"] for w in windows],
-            "conversations_restored": [w["summary"].get("conversations_restored") for w in windows],
             "checks_ok": store["check"]["ok"] if store["check"] else None,
         })
     return {"filter": _filter_summary(filter_windows), "rebuild": sizes,
