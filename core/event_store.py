@@ -141,6 +141,11 @@ def find_conversation(connection, uuid):
     return started.symbol, bool(started.guess), started.conversation_ts, followed is not None
 
 
+def newest_conversation(connection):
+    """The newest conversation time in og.events, or None (the index's last entry)."""
+    return connection.execute(select(func.max(events.c.conversation_ts))).scalar()
+
+
 def _counting(kind):
     return func.sum(case((events.c.kind == kind, 1), else_=0))
 

@@ -22,7 +22,6 @@ import redis
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 from redis.retry import Retry
-from sqlalchemy.exc import ProgrammingError, SQLAlchemyError
 
 from core import pipeline, redis_client, timestamps
 from server import validation
@@ -40,7 +39,6 @@ WINDOW_PARAMETERS = ("lower", "upper")
 _RANGE_STATUS = {validation.BadRequest: 400, NotFound: 404, Conflict: 409, Unavailable: 503}
 """What server/app.py answers for each failure of dashboard_range (its _STATUS)."""
 VOWELS = frozenset("aeiou")
-NO_SUCH_TABLE = 1146
 
 
 class Overview:
@@ -168,7 +166,7 @@ class Overview:
         # The model's own counts (docs/API.md section 4): per symbol, conversations it
         # guessed vowel (n1) or consonant (n0). Only the redis backend keeps them apart
         # from the dashboards; it reads them at most once a second per process.
-        stats_of = getattr(self.data_interface, "_model_stats", None)
+        stats_of = getattr(self.data_interface, "guess_stats", None)
         if stats_of is None:
             return {"available": False, "reason": (
                 f"not available: the {self.settings.backend} backend keeps no count of its guesses")}
@@ -210,17 +208,7 @@ class Overview:
         }
 
     def _newest_stored(self):
-        engine = self.data_interface._database()  # the range dashboard's own pool and limits
-        try:
-            with engine.connect() as connection:
-                newest = connection.exec_driver_sql(
-                    "SELECT MAX(conversation_ts) FROM events").scalar()
-        except ProgrammingError as error:
-            if _error_number(error) != NO_SUCH_TABLE:
-                raise _Failed(f"event store unavailable: {_reason(error)}") from error
-            newest = None  # no worker has stored anything yet
-        except SQLAlchemyError as error:
-            raise _Failed(f"event store unavailable: {_reason(error)}") from error
+        newest = self.data_interface.newest_conversation()  # Unavailable: shown as the part's error
         return {"newest_stored": timestamps.format_datetime(newest) if newest else None,
                 "newest_stored_age_s": round(time.time() - _epoch(newest), 3) if newest else None}
 
@@ -381,12 +369,3 @@ def _entry_ms(entry_id):
 
 def _epoch(naive_utc):
     return timestamps.to_micros(naive_utc) / 1e6
-
-
-def _error_number(error):
-    args = getattr(getattr(error, "orig", None), "args", ())
-    return args[0] if args and isinstance(args[0], int) else None
-
-
-def _reason(error):
-    return f"{error.__class__.__name__}: {getattr(error, 'orig', error)}"

@@ -219,21 +219,36 @@ class RedisInterface(DataInterface):
         self._check_backlog(outcome)
 
     def _stored_conversation(self, uuid):
+        return self._read_store(lambda connection: event_store.find_conversation(connection, uuid),
+                                f"cannot look up uuid {uuid} in the stored conversations; "
+                                "not recorded, retry")
+
+    def newest_conversation(self):
+        """The newest conversation time in og.events (None before any): how far
+        /dashboard/range has come. For the page (server/overview.py)."""
+        return self._read_store(event_store.newest_conversation, "cannot read the newest one")
+
+    def guess_stats(self, symbol):
+        """The model's counts of `symbol` (docs/API.md section 4), at most a second old."""
+        return self._model_stats(symbol)
+
+    def _read_store(self, read, consequence):
+        """read(connection) on the range dashboard's pool and limits; None if no worker has
+        made og.events yet; Unavailable (with `consequence`) if MariaDB does not answer."""
         try:
             with self._database().connect() as connection:
-                return event_store.find_conversation(connection, uuid)
+                return read(connection)
         except ProgrammingError as error:
             if _error_number(error) == NO_SUCH_TABLE:
                 return None  # no worker has run yet, so nothing is stored
-            raise Unavailable(f"event store unavailable: {error.__class__.__name__}") from error
+            raise Unavailable(f"event store unavailable: {consequence} "
+                              f"({error.__class__.__name__})") from error
         except PoolTimeout as error:
             raise Unavailable(f"all {POOL_SIZE} MariaDB connections of this API process stayed "
-                              f"busy for {self.database_timeout} s: cannot look up uuid {uuid} "
-                              "in the stored conversations; not recorded, retry") from error
+                              f"busy for {self.database_timeout} s: {consequence}") from error
         except SQLAlchemyError as error:
-            raise Unavailable(f"event store unavailable: cannot look up uuid {uuid} in the "
-                              "stored conversations; not recorded, retry "
-                              f"({error.__class__.__name__})") from error
+            raise Unavailable(f"event store unavailable: {consequence} "
+                              f"({error.__class__.__name__}: {getattr(error, 'orig', error)})") from error
 
     @staticmethod
     def _check_backlog(outcome):
