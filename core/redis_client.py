@@ -16,11 +16,13 @@ import threading
 import time
 
 import redis
+from redis.backoff import NoBackoff
 from redis.cluster import RedisCluster
 from redis.crc import key_slot
 from redis.exceptions import (AskError, ClusterDownError, ConnectionError, MovedError,
                               NoScriptError, RedisError, ResponseError, TimeoutError,
                               TryAgainError)
+from redis.retry import Retry
 
 SLOTS = 16384
 MAX_REDIRECTS = 5
@@ -36,8 +38,11 @@ node's pipeline behind it."""
 
 
 def is_cluster(url, timeout=2.0):
-    """True if the node at `url` runs in cluster mode."""
-    client = redis.Redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout)
+    """True if the node at `url` runs in cluster mode. One attempt: redis-py's default
+    (ten retries with backoff) would hold an API request ~11 s on a hung Redis; callers
+    retry in their own way (the API answers 503, the worker backs off)."""
+    client = redis.Redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout,
+                                  retry=Retry(NoBackoff(), 0))
     try:
         return bool(client.info("cluster").get("cluster_enabled"))
     finally:

@@ -295,6 +295,22 @@ def test_range_dashboard_is_503_quickly_while_mariadb_hangs(make_app, redis, dat
     assert get(api, EVERYTHING)[1][0]["count"] == 3
 
 
+def test_a_first_request_to_a_hung_redis_is_503_quickly(make_app, redis, redis_server):
+    # The API connects on its first request: asking a frozen Redis whether it is a
+    # cluster must take one attempt of OG_REDIS_TIMEOUT, not redis-py's ten retries.
+    api = make_app("redis", OG_REDIS_TIMEOUT=0.5)
+    os.kill(redis_server.pid, signal.SIGSTOP)
+    try:
+        for _ in range(2):  # the second one after the cached failure has passed
+            started = time.monotonic()
+            assert_error(post(api, "/initial", {"uuid": new_uuid(), "symbol": "a"}), 503)
+            assert time.monotonic() - started < ANSWER_BOUND_S, "a first request hung"
+            time.sleep(0.6)
+    finally:
+        os.kill(redis_server.pid, signal.SIGCONT)
+    assert post(api, "/initial", {"uuid": new_uuid(), "symbol": "a"})[0] == 200
+
+
 # --- issue 4: Redis up but refusing writes ------------------------------------------------
 
 
