@@ -54,6 +54,8 @@ all of them: an idle worker polls them (one pipelined read per node) this often.
 GAUGE_EVERY_S = 1.0
 """How often the stream gauges (core/pipeline.collect) are read from Redis."""
 REDIS_ERRORS = (ConnectionError, TimeoutError, OSError)
+ACK_CHUNK = 1000
+"""Entry ids per ack.lua call (OG_INGEST_BATCH_SIZE may be up to 100,000)."""
 
 
 class LayoutMismatch(Exception):
@@ -349,10 +351,11 @@ class Worker:
         for partition, entry_id in done:
             by_partition.setdefault(partition, []).append(entry_id)
         # One script per partition (its keys share a slot): XACK and the undrained
-        # counter move together.
+        # counter move together. In chunks: Lua's unpack() refuses ~8,000 values.
         for partition, ids in by_partition.items():
-            self._ack_script(keys=[keys.stream(partition), keys.undrained(partition)],
-                             args=[keys.GROUP, *ids])
+            for at in range(0, len(ids), ACK_CHUNK):
+                self._ack_script(keys=[keys.stream(partition), keys.undrained(partition)],
+                                 args=[keys.GROUP, *ids[at:at + ACK_CHUNK]])
 
     def _deliveries(self, partition, entry_id):
         info = self.redis.xpending_range(keys.stream(partition), keys.GROUP, min=entry_id,

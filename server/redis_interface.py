@@ -201,7 +201,8 @@ class RedisInterface(DataInterface):
 
     def followup(self, uuid):
         keys_ = self._keys(uuid)
-        outcome = self._run(self._followup, keys_, (uuid, self.backlog_high_water))
+        args = (uuid, self.backlog_high_water, self.conversation_ttl)
+        outcome = self._run(self._followup, keys_, args)
         if outcome == "unknown":
             # Not in the window. Only this path reads MariaDB: a conversation of any age
             # is accepted once, under the symbol, guess and time og.events records.
@@ -212,8 +213,7 @@ class RedisInterface(DataInterface):
             if followed:
                 raise Conflict(f"conversation {uuid} already followed up")
             stored = f"-{symbol}{'1' if guess else '0'}{timestamps.to_micros(started)}"
-            outcome = self._run(self._followup, keys_, (uuid, self.backlog_high_water, stored,
-                                                        self.conversation_ttl))
+            outcome = self._run(self._followup, keys_, (*args, stored))
         if outcome == "followed":
             raise Conflict(f"conversation {uuid} already followed up")
         self._check_backlog(outcome)

@@ -40,7 +40,8 @@ def _conversations(client, count):
                 keys.script_keys(0, uuid),
                 (uuid, rng.choice(ascii_lowercase), rng.choice("01"), ttl, high_water, 0, "0")))
         for uuid in uuids[::2]:
-            pipe.execute_command(*followup.command(keys.script_keys(0, uuid), (uuid, high_water)))
+            pipe.execute_command(*followup.command(keys.script_keys(0, uuid),
+                                                   (uuid, high_water, ttl)))
         replies = pipe.execute()
         if set(replies) != {"ok"}:
             raise RuntimeError(f"unexpected script replies: {set(replies)}")

@@ -9,18 +9,18 @@
 -- KEYS[5] rebuild fence      og:{p}:fence
 -- (KEYS[6], KEYS[7]: the uuid filter's keys, as for initial.lua; not used here)
 -- ARGV[1] uuid (canonical)   ARGV[2] backlog high-water mark, entries
--- ARGV[3] (optional) the conversation as og.events records it, "-<symbol><guess><ts>",
---         when its window has passed; ARGV[4] seconds to keep it then
+-- ARGV[3] conversation window, seconds: the followed-up key lives this long from now
+-- ARGV[4] (optional) the conversation as og.events records it, "-<symbol><guess><ts>",
+--         when its window has passed
 -- Returns 'ok', 'unknown' (not in the window: the caller may look in og.events and call
--- again with ARGV[3]), 'followed' (already followed up: 409), 'backlog' or 'fenced' (503);
+-- again with ARGV[4]), 'followed' (already followed up: 409), 'backlog' or 'fenced' (503);
 -- nothing is written unless 'ok'.
 local conversation = redis.call('GET', KEYS[1])
-local restored = false
 if not conversation then
-  if not ARGV[3] then
+  if not ARGV[4] then
     return 'unknown'
   end
-  conversation, restored = ARGV[3], true
+  conversation = ARGV[4]
 end
 if string.sub(conversation, 1, 1) == '+' then
   return 'followed'
@@ -38,13 +38,10 @@ local conversation_ts = string.sub(conversation, 4)
 local now = redis.call('TIME')
 local ts = now[1] .. string.format('%06d', now[2])
 
-if restored then
-  -- Kept for a window again, so a second followup is a 409 from here, not from og.events
-  -- (where this one lands only after the ingest delay).
-  redis.call('SET', KEYS[1], '+' .. string.sub(conversation, 2), 'EX', ARGV[4])
-else
-  redis.call('SET', KEYS[1], '+' .. string.sub(conversation, 2), 'KEEPTTL')
-end
+-- Kept a whole window from now, not only what was left of the conversation's: a second
+-- followup is then a 409 from here, not from og.events, where this one lands only after
+-- the ingest delay (a followup at the window's last moment would otherwise find neither).
+redis.call('SET', KEYS[1], '+' .. string.sub(conversation, 2), 'EX', ARGV[3])
 redis.call('XADD', KEYS[2], '*', 'kind', 'followup', 'uuid', ARGV[1], 'symbol', symbol,
            'guess', guess, 'ts', ts, 'cts', conversation_ts)
 redis.call('INCR', KEYS[4])

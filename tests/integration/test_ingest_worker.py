@@ -396,3 +396,14 @@ def test_an_error_no_retry_can_help_stops_the_worker_with_exit_1(redis, database
     assert fixed.returncode == 0, fixed.stdout + fixed.stderr
     assert_stored_exactly(database, made | more)
     assert group_state(redis)[2] == 0
+
+
+def test_a_batch_larger_than_lua_can_unpack_is_acknowledged(redis, database, redis_server,
+                                                            mariadb_server):
+    # Lua's unpack() refuses ~8,000 values: a 9,000-entry batch is acked in chunks.
+    made = {(uuid, kind) for _, uuid, kind in append_events(redis, 9000, symbols="z")}
+    result = run_ingest("run", "--burst", OG_INGEST_BATCH_SIZE=10_000,
+                        **store_settings(redis_server, mariadb_server))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert_stored_exactly(database, made)
+    assert group_state(redis)[2] == 0 and int(redis.get(keys.undrained(0))) == 0

@@ -226,3 +226,23 @@ def test_an_older_og_events_is_upgraded_and_its_conversations_found(make_app, re
     assert found[0] == "w" and found[3] is False
     age_out(redis, old)
     assert api.post("/followup", {"uuid": old})[0] == 200
+
+
+def test_a_followup_late_in_its_window_is_still_a_409_when_retried_after_it(
+        make_app, redis, database):
+    # The followup lands in og.events only after the ingest delay. Followed up just
+    # before its conversation's window ends and retried just after, it must be found in
+    # Redis still: the followed-up key lives a whole window from the followup.
+    api = make_app("redis", OG_CONVERSATION_TTL=2)
+    conversation = new_uuid()
+    started = time.monotonic()
+    assert api.post("/initial", {"uuid": conversation, "symbol": "x"})[0] == 200
+    drain()  # the initial is in og.events; the followup below will not be
+    time.sleep(max(0.0, started + 1.5 - time.monotonic()))  # late in the window
+    assert api.post("/followup", {"uuid": conversation})[0] == 200
+    time.sleep(max(0.0, started + 2.3 - time.monotonic()))  # the initial's window is over
+    status, answer = api.post("/followup", {"uuid": conversation})
+    assert status == 409 and "already followed up" in answer["error"], (status, answer)
+    drain()
+    assert [r["kind"] for r in stored_rows(database) if r["uuid"] == conversation] == [
+        "initial", "followup"]
