@@ -27,11 +27,20 @@ def positions(uuid, bits):
             for i in range(HASHES)]
 
 
-def bitmap(uuids, bits):
-    """The filter holding `uuids`, as the bytes of a Redis string (bit 0 is the most
+def empty(bits):
+    """A filter of `bits` bits, as the bytes of a Redis string (bit 0 is the most
     significant bit of byte 0, as SETBIT counts)."""
-    data = bytearray((bits + 7) // 8)
+    return bytearray((bits + 7) // 8)
+
+
+def add(data, uuid, bits):
+    for position in positions(uuid, bits):
+        data[position >> 3] |= 0x80 >> (position & 7)
+
+
+def bitmap(uuids, bits):
+    """The filter holding `uuids`."""
+    data = empty(bits)
     for uuid in uuids:
-        for position in positions(uuid, bits):
-            data[position >> 3] |= 0x80 >> (position & 7)
+        add(data, uuid, bits)
     return bytes(data)

@@ -1,10 +1,10 @@
-"""python -m ingest [run [--burst] | status [--json] | rebuild]
+"""python -m ingest [run [--burst] | status [--json] | rebuild [--resize-uuid-filter]]
 
 run      drain the event streams into MariaDB until SIGTERM (--burst: until empty)
 status   per stream: undrained, lag, pending, oldest pending age, consumers, length,
          dead letters (core/pipeline.py says where each figure comes from)
-rebuild  recompute the range buckets, and every Redis aggregate (and the conversation
-         window), from og.events
+rebuild  recompute the range buckets, every Redis aggregate and the uuid filter from
+         og.events, writes fenced meanwhile (--resize-uuid-filter: to OG_UUID_FILTER_MB)
 """
 import argparse
 import json
@@ -116,7 +116,11 @@ def main(argv=None):
     run_parser.add_argument("--burst", action="store_true", help="exit once nothing is left")
     status_parser = commands.add_parser("status", help="backlog, lag, pending, dead letters")
     status_parser.add_argument("--json", action="store_true")
-    commands.add_parser("rebuild", help="recompute the Redis aggregates from og.events")
+    rebuild_parser = commands.add_parser("rebuild", help="recompute the Redis aggregates from og.events")
+    rebuild_parser.add_argument(
+        "--resize-uuid-filter", action="store_true",
+        help="give the uuid filter OG_UUID_FILTER_MB (else it keeps the size the store "
+             "recorded); refilled with writes fenced")
     parser.add_argument("--burst", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     try:
@@ -136,7 +140,8 @@ def main(argv=None):
         days = range_buckets.rebuild(engine)  # exact with workers running: it locks
         try:
             summary = rebuild.rebuild(build_redis(settings), engine, settings.stream_partitions,
-                                      uuid_filter_mb=settings.uuid_filter_mb)
+                                      uuid_filter_mb=settings.uuid_filter_mb,
+                                      resize_filter=args.resize_uuid_filter)
         except rebuild.RebuildRefused as error:
             parser.exit(2, f"python -m ingest rebuild: {error}\n")
         except rebuild.FenceLost as error:

@@ -181,23 +181,23 @@ def _previous_layout(redis_client, partitions):
     return old
 
 
-def rebuild(redis_client, engine, partitions, fence_ttl_ms=FENCE_TTL_MS, uuid_filter_mb=0):
+def rebuild(redis_client, engine, partitions, fence_ttl_ms=FENCE_TTL_MS, uuid_filter_mb=0,
+            resize_filter=False):
     """Recompute Redis's hot state from og.events (and undrained stream entries), with
     writes fenced meanwhile; also the way to change OG_STREAM_PARTITIONS on a drained
     store."""
     previous = _previous_layout(redis_client, partitions)
-    bits = seen.bits_per_partition(uuid_filter_mb, partitions)
-    # A filter only gains bits, so one of the same size is refilled before the fence,
-    # writes going on: what they add sets its own bits. Another size, or another
-    # partition count, moves every uuid's bits: that one is replaced under the fence.
-    for partition in range(partitions):
-        redis_client.set(keys.seen_bits(partition), bits, nx=True)
-    resize = previous is not None or any(
-        int(redis_client.get(keys.seen_bits(p)) or bits) != bits for p in range(partitions))
+    bits, resize = _filter_size(redis_client, partitions, previous, uuid_filter_mb, resize_filter)
+    # A filter only gains bits, so one kept at its size is refilled before the fence,
+    # writes going on: what they add sets its own bits. A new size, or a new partition
+    # count, moves every uuid's bits: that one is replaced under the fence.
     if bits and not resize:
         _fill_filter(redis_client, engine, partitions, bits, fence=None)
     with Fence(redis_client, max(partitions, previous or 0), fence_ttl_ms) as fence:
         fenced_at = time.monotonic()
+        if _previous_layout(redis_client, partitions) != previous:  # appended meanwhile
+            raise RebuildRefused("the store's partition count changed while the rebuild "
+                                 "started; run it again")
         summary = _rebuild_fenced(redis_client, engine, partitions, previous, fence)
         if resize:
             _fill_filter(redis_client, engine, partitions, bits, fence, previous)
@@ -207,27 +207,47 @@ def rebuild(redis_client, engine, partitions, fence_ttl_ms=FENCE_TTL_MS, uuid_fi
     return summary
 
 
+def _filter_size(redis_client, partitions, previous, uuid_filter_mb, resize_filter):
+    """(bits per partition, resize?): the size the store recorded, unless there is none,
+    the partition count changes, or a resize to OG_UUID_FILTER_MB is asked for. A rebuild
+    run with another setting than the API's must not change the store's filter by
+    accident (and fence writes for a whole refill)."""
+    wanted = seen.bits_per_partition(uuid_filter_mb, partitions)
+    if previous is not None:
+        return wanted, True
+    recorded = {redis_client.get(keys.seen_bits(p)) for p in range(partitions)}
+    if recorded == {None}:  # a store no process has recorded a size for (or one emptied)
+        for partition in range(partitions):
+            redis_client.set(keys.seen_bits(partition), wanted, nx=True)
+        recorded = {redis_client.get(keys.seen_bits(p)) for p in range(partitions)}
+    if resize_filter or len(recorded) != 1 or None in recorded:
+        return wanted, recorded != {str(wanted)}
+    return int(recorded.pop()), False
+
+
 def _started_uuids(redis_client, engine, partitions):
-    """{partition: [uuid]} of every conversation started, in og.events or a stream."""
-    found = defaultdict(list)
+    """(partition, uuid) of every conversation started, in a stream or og.events; the
+    rows are streamed, never all held."""
     for partition, _, fields in _stream_entries(redis_client, partitions):
         if fields["kind"] == "initial":
-            found[partition].append(fields["uuid"])
+            yield partition, fields["uuid"]
     with engine.connect() as connection:
         rows = connection.execution_options(stream_results=True, yield_per=10_000).execute(
             select(events.c.uuid).where(events.c.kind == "initial"))
         for (uuid,) in rows:
-            found[keys.partition_of(uuid, partitions)].append(uuid)
-    return found
+            yield keys.partition_of(uuid, partitions), uuid
 
 
 def _fill_filter(redis_client, engine, partitions, bits, fence, previous=None):
-    started = _started_uuids(redis_client, engine, partitions) if bits else {}
+    filters = {p: seen.empty(bits) for p in range(partitions)} if bits else {}
+    if bits:
+        for partition, uuid in _started_uuids(redis_client, engine, partitions):
+            seen.add(filters[partition], uuid, bits)
     for partition in range(max(partitions, previous or 0)):
         live, aside = keys.seen(partition), keys.seen(partition) + ":rebuild"
         redis_client.delete(aside)
-        if partition < partitions and bits:
-            redis_client.set(aside, seen.bitmap(started.get(partition, ()), bits))
+        if partition in filters:
+            redis_client.set(aside, bytes(filters.pop(partition)))
         if fence is None:
             redis_client.bitop("OR", live, live, aside)
             redis_client.delete(aside)

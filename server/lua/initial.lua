@@ -37,8 +37,12 @@ if not redis.call('SET', KEYS[1], '-' .. symbol .. guess .. ts, 'NX', 'EX', ARGV
 end
 
 -- The store's recorded size wins over this process's setting: every process must hash
--- a uuid to the same bits. (ingest rebuild changes it, under its fence.)
+-- a uuid to the same bits. (`ingest rebuild --resize-uuid-filter` changes it, under its
+-- fence.) Missing (Redis lost its data), this process's setting is recorded again.
 local bits = tonumber(guard[3] or ARGV[6])
+if not guard[3] then
+  redis.call('SET', KEYS[7], ARGV[6])
+end
 local positions = {}
 if bits > 0 then
   local digest = redis.sha1hex(uuid)

@@ -1,5 +1,6 @@
 """Conversations of any age (issue 11): a followup after the conversation's window is
 answered from og.events, once; the common path never reads MariaDB."""
+import json
 import threading
 import time
 
@@ -199,10 +200,19 @@ def test_the_store_keeps_one_filter_size_and_rebuild_changes_it(make_app, redis,
     age_out(redis, *started)
     assert {second.post("/initial", {"uuid": c, "symbol": "v"})[0] for c in started} == {409}
 
+    # A rebuild run with another setting keeps the store's size...
     result = run_ingest("rebuild", REDIS_URL=second.env["REDIS_URL"],
                         DATABASE_URL=second.env["DATABASE_URL"], OG_UUID_FILTER_MB=2,
                         OG_CONVERSATION_TTL=WINDOW_S)
     assert result.returncode == 0, result.stdout + result.stderr
+    assert int(redis.get(keys.seen_bits(0))) == seen.bits_per_partition(1, 1)
+    assert json.loads(result.stdout)["uuid_filter_resized"] is False
+    # ...and resizes it only when asked.
+    result = run_ingest("rebuild", "--resize-uuid-filter", REDIS_URL=second.env["REDIS_URL"],
+                        DATABASE_URL=second.env["DATABASE_URL"], OG_UUID_FILTER_MB=2,
+                        OG_CONVERSATION_TTL=WINDOW_S)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert json.loads(result.stdout)["uuid_filter_resized"] is True
     bits = seen.bits_per_partition(2, 1)
     assert int(redis.get(keys.seen_bits(0))) == bits
     assert raw_value(redis_server, keys.seen(0)) == seen.bitmap(started, bits)
