@@ -20,7 +20,8 @@ DEFAULT_CONVERSATION_TTL = 3600
 """Seconds a conversation is remembered in Redis for its followup and its uuid's 409.
 Measured ~190 bytes of Redis memory per conversation (see discussion.txt)."""
 DEFAULT_BACKLOG_HIGH_WATER = 1_000_000
-"""Stream entries per partition above which the API sheds writes with 503."""
+"""Undrained events (appended, not yet acknowledged) per partition above which the API
+sheds writes with 503."""
 DEFAULT_INGEST_BATCH_SIZE = 1000
 """Flush after this many events (MariaDB takes ~100k rows/s in 1000-row inserts here)."""
 
