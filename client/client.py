@@ -1,4 +1,4 @@
-"""The mercurial client (docs/API.md section 5): many concurrent conversations against the API.
+"""The mercurial client (SPEC section 5): many concurrent conversations against the API.
 
     python client/client.py --url http://127.0.0.1:5000 --conversations 5000 --concurrency 200 --seed 1
 

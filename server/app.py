@@ -1,4 +1,4 @@
-"""The symbol API (docs/API.md section 2): four routes over a pluggable DataInterface.
+"""The symbol API (SPEC section 2): four routes over a pluggable DataInterface.
 
 Only the `data_interface = ...` assignment below may change; the backend is chosen
 from OG_BACKEND by the composition root.
