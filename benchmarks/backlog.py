@@ -12,16 +12,16 @@ from core import keys
 INTERVAL_S = 0.5
 
 
-class BacklogSampler:
-    """Samples (seconds since start, stream length, group lag, pending) every interval."""
+class Sampler:
+    """A thread that appends `sample(seconds since start)` to `.samples` every interval
+    while the `with` block runs (None: no sample this time)."""
 
-    def __init__(self, redis_client, partitions=1, interval=INTERVAL_S):
-        self.redis = redis_client
-        self.partitions = partitions
-        self.interval = interval
+    interval = INTERVAL_S
+
+    def __init__(self):
         self.samples = []
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, name="backlog-sampler", daemon=True)
+        self._thread = threading.Thread(target=self._loop, name=type(self).__name__, daemon=True)
 
     def __enter__(self):
         self._started = time.monotonic()
@@ -32,20 +32,35 @@ class BacklogSampler:
         self._stop.set()
         self._thread.join()
 
+    def now(self):
+        return time.monotonic() - self._started
+
     def _loop(self):
         while True:
-            self.samples.append(self.sample(time.monotonic() - self._started))
+            sample = self.sample(self.now())
+            if sample is not None:
+                self.samples.append(sample)
             if self._stop.wait(self.interval):
                 return
 
     def sample(self, at):
+        raise NotImplementedError
+
+
+class BacklogSampler(Sampler):
+    """Samples (seconds since start, stream length, lag, pending) every interval."""
+
+    def __init__(self, redis_client, partitions=1, interval=INTERVAL_S):
+        super().__init__()
+        self.redis = redis_client
+        self.partitions = partitions
+        self.interval = interval
+
+    def sample(self, at):
         report = pipeline.collect(self.redis, self.partitions)
-        # Redis leaves lag null when it cannot compute it (or before the group exists);
-        # the stream length minus what is pending bounds it from above then.
         return {"t": round(at, 3),
                 "length": sum(p["length"] for p in report),
-                "lag": sum(p["length"] - p["pending"] if p["lag"] is None else p["lag"]
-                           for p in report),
+                "lag": sum(p["lag"] for p in report),
                 "pending": sum(p["pending"] for p in report)}
 
     def summary(self):

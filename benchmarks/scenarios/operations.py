@@ -29,15 +29,15 @@
 import json
 import logging
 import signal
-import threading
 import time
 from statistics import median
 
 from benchmarks import cpu, load, preload, range_store
+from benchmarks.backlog import Sampler
 from benchmarks.scenarios.drain import drain_span
 from benchmarks.stack import PYTHON
 from benchmarks.summary import median_of, ratio
-from benchmarks.targets import Target, count_events, entries_added, reset_store
+from benchmarks.targets import Target, count_events, reset_store
 from core import keys
 
 log = logging.getLogger("benchmarks")
@@ -168,42 +168,26 @@ def _us_per_2xx(window):
 
 # --- (b) ingest rebuild with the API serving -------------------------------------------------
 
-class RedisTimeline:
+class RedisTimeline(Sampler):
     """Every SAMPLE_S: entries ever appended to partition 0's stream, whether the rebuild's
     fence is up, the undrained counter (one pipelined round trip)."""
 
+    interval = SAMPLE_S
+
     def __init__(self, client):
+        super().__init__()
         self.redis = client
-        self.samples = []
-        self._started = time.monotonic()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, name="ops-timeline", daemon=True)
 
-    def __enter__(self):
-        self._thread.start()
-        return self
-
-    def __exit__(self, *_):
-        self._stop.set()
-        self._thread.join()
-
-    def now(self):
-        return time.monotonic() - self._started
-
-    def _loop(self):
-        while True:
-            pipe = self.redis.pipeline(transaction=False)
-            pipe.xinfo_stream(keys.stream(0))
-            pipe.exists(keys.fence(0))
-            pipe.get(keys.undrained(0))
-            try:
-                info, fenced, undrained = pipe.execute()
-                self.samples.append((round(self.now(), 3), info["entries-added"], bool(fenced),
-                                     int(undrained or 0)))
-            except Exception:  # noqa: BLE001 - a missed sample, not a failed run
-                pass
-            if self._stop.wait(SAMPLE_S):
-                return
+    def sample(self, at):
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.xinfo_stream(keys.stream(0))
+        pipe.exists(keys.fence(0))
+        pipe.get(keys.undrained(0))
+        try:
+            info, fenced, undrained = pipe.execute()
+        except Exception:  # noqa: BLE001 - a missed sample, not a failed run
+            return None
+        return (round(at, 3), info["entries-added"], bool(fenced), int(undrained or 0))
 
     def rate(self, start, end):
         """Accepted writes/s between two times (the samples nearest inside)."""
