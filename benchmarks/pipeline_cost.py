@@ -52,7 +52,7 @@ def main(argv=None):
         coalescing._send = lambda commands: sent.append(len(commands)) or original(commands)
 
         def keys_of(u):
-            return keys.script_keys(0, u)
+            return (*keys.script_keys(0, u), *keys.filter_keys(0))
 
         def coalesced(u):
             coalescing.execute(*script.command(keys_of(u), (u, "a", "1", 3600, 10**9, 0, "0")))

@@ -67,9 +67,15 @@ def fence(partition: int) -> str:
 
 
 def script_keys(partition: int, uuid: str):
-    """KEYS of server/lua/initial.lua and followup.lua for one conversation."""
+    """KEYS of server/lua/followup.lua for one conversation; initial.lua takes these and
+    filter_keys(partition)."""
     return (conversation(partition, uuid), stream(partition), stats(partition),
-            undrained(partition), fence(partition), seen(partition), seen_bits(partition))
+            undrained(partition), fence(partition))
+
+
+def filter_keys(partition: int):
+    """The uuid filter's keys, KEYS[6] and KEYS[7] of server/lua/initial.lua."""
+    return (seen(partition), seen_bits(partition))
 
 
 def slot(key: str) -> int:

@@ -181,11 +181,16 @@ class RedisInterface(DataInterface):
     def _keys(self, uuid):
         return keys.script_keys(keys.partition_of(uuid, self.partitions), uuid)
 
+    def _initial_keys(self, uuid):
+        partition = keys.partition_of(uuid, self.partitions)
+        return (*keys.script_keys(partition, uuid), *keys.filter_keys(partition))
+
     def initial(self, uuid, symbol):
         guess = self.policy.guess(self._model_stats(symbol))
         args = (uuid, symbol, "1" if guess else "0", self.conversation_ttl,
                 self.backlog_high_water, self.filter_bits)
-        outcome = self._run(self._initial, self._keys(uuid), (*args, "0"))
+        keys_ = self._initial_keys(uuid)
+        outcome = self._run(self._initial, keys_, (*args, "0"))
         if outcome == "check":
             # The filter has (probably) seen this uuid before its window: a reuse, or a
             # false positive. og.events decides; only this path reads MariaDB.
@@ -193,7 +198,7 @@ class RedisInterface(DataInterface):
             if found is not None:
                 raise Conflict(f"conversation {uuid} already exists (started "
                                f"{timestamps.format_datetime(found[2])})")
-            outcome = self._run(self._initial, self._keys(uuid), (*args, "1"))
+            outcome = self._run(self._initial, keys_, (*args, "1"))
         if outcome == "exists":
             raise Conflict(f"conversation {uuid} already exists")
         self._check_backlog(outcome)

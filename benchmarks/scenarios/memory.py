@@ -37,7 +37,7 @@ def _conversations(client, count):
         for uuid in uuids:
             # Without the uuid filter: its fixed size (OG_UUID_FILTER_MB) is not per conversation.
             pipe.execute_command(*initial.command(
-                keys.script_keys(0, uuid),
+                (*keys.script_keys(0, uuid), *keys.filter_keys(0)),
                 (uuid, rng.choice(ascii_lowercase), rng.choice("01"), ttl, high_water, 0, "0")))
         for uuid in uuids[::2]:
             pipe.execute_command(*followup.command(keys.script_keys(0, uuid),

@@ -7,7 +7,6 @@
 -- KEYS[3] aggregates hash    og:{p}:stats
 -- KEYS[4] undrained counter  og:{p}:undrained
 -- KEYS[5] rebuild fence      og:{p}:fence
--- (KEYS[6], KEYS[7]: the uuid filter's keys, as for initial.lua; not used here)
 -- ARGV[1] uuid (canonical)   ARGV[2] backlog high-water mark, entries
 -- ARGV[3] conversation window, seconds: the followed-up key lives this long from now
 -- ARGV[4] (optional) the conversation as og.events records it, "-<symbol><guess><ts>",
