@@ -19,6 +19,9 @@ LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 DEFAULT_CONVERSATION_TTL = 3600
 """Seconds a conversation is remembered in Redis for its followup and its uuid's 409.
 Measured ~190 bytes of Redis memory per conversation (see discussion.txt)."""
+MAX_CONVERSATION_TTL = 365 * 86400
+"""A year: Redis refuses an expiry past ~2^63 ms, which a larger window would make every
+/initial hit (a 500); conversations older than the window are judged from og.events."""
 DEFAULT_BACKLOG_HIGH_WATER = 1_000_000
 """Undrained events (appended, not yet acknowledged) per partition above which the API
 sheds writes with 503."""
@@ -129,6 +132,9 @@ class Settings:
     """Entries pending this long (their consumer died or failed) are reclaimed."""
     ingest_max_deliveries: int = 5
     """Deliveries after which an entry the database rejects goes to the dead-letter stream."""
+    ingest_database_timeout: float = 30.0
+    """Seconds any MariaDB read or write of a batch may take before the worker counts the
+    database away and retries (a stalled server must not hang it, nor a stop)."""
     ingest_metrics_port: int = 9108
     """Loopback port of the worker's Prometheus metrics; 0 turns them off."""
     ingest_consumer: str = ""
@@ -169,7 +175,7 @@ VARIABLES = {
     "OG_SEED": ("seed", _seed),
     "OG_EPSILON": ("epsilon", _number(0.0, 1.0)),
     "OG_STREAM_PARTITIONS": ("stream_partitions", _integer(1, 16384)),
-    "OG_CONVERSATION_TTL": ("conversation_ttl", _integer(1)),
+    "OG_CONVERSATION_TTL": ("conversation_ttl", _integer(1, MAX_CONVERSATION_TTL)),
     "OG_UUID_FILTER_MB": ("uuid_filter_mb", _integer(0, 512)),
     "OG_BACKLOG_HIGH_WATER": ("backlog_high_water", _integer(1)),
     "OG_REDIS_TIMEOUT": ("redis_timeout", _number(0.0, open_low=True)),
@@ -179,6 +185,7 @@ VARIABLES = {
     "OG_INGEST_BATCH_MS": ("ingest_batch_ms", _integer(0)),
     "OG_INGEST_CLAIM_IDLE_MS": ("ingest_claim_idle_ms", _integer(1)),
     "OG_INGEST_MAX_DELIVERIES": ("ingest_max_deliveries", _integer(1)),
+    "OG_INGEST_DATABASE_TIMEOUT": ("ingest_database_timeout", _number(0.0, open_low=True)),
     "OG_INGEST_METRICS_PORT": ("ingest_metrics_port", _integer(0, 65535)),
     "OG_INGEST_CONSUMER": ("ingest_consumer", str),
     "OG_INGEST_TARGETS_DIR": ("ingest_targets_dir", _directory),

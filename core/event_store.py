@@ -5,11 +5,11 @@ og.range_buckets is derived from it (core/range_buckets.py keeps it exact), and
 og.migrations records which derived data is complete. The ingest worker writes them and
 creates them when missing; the API reads them for /dashboard/range.
 """
-import zlib
+import hashlib
 
 from sqlalchemy import (CHAR, Boolean, Column, Computed, Enum, Index, Integer, MetaData,
                         SmallInteger, String, Table, case, create_engine, func, select)
-from sqlalchemy.dialects.mysql import DATETIME, INTEGER
+from sqlalchemy.dialects.mysql import BIGINT, DATETIME, INTEGER
 from sqlalchemy.exc import OperationalError
 
 from core import timestamps
@@ -18,10 +18,14 @@ metadata = MetaData()
 DUPLICATE_KEY_NAME = 1061
 DUPLICATE_COLUMN = 1060
 NO_SUCH_INDEX = 1091
-UUID_KEY = "IF(kind = 'initial', CRC32(RTRIM(uuid)), NULL)"
+UUID_KEY = "IF(kind = 'initial', CAST(CONV(LEFT(MD5(RTRIM(uuid)), 16), 16, 10) AS UNSIGNED), NULL)"
+"""64 bits of the uuid's MD5. Not CRC32: a client can make any number of uuids share a
+CRC32 (it is linear), and every lookup of that key would read all of their rows."""
 RETIRED_INDEXES = ("events_by_uuid",)
 """Indexes an earlier version made, dropped by create_tables (a full CHAR(36) uuid index
 on every row: it halved the drain on a store larger than the buffer pool)."""
+RETIRED_UUID_KEY_TYPE = "int(10) unsigned"
+"""The CRC32 uuid_key an earlier version made: replaced (index and column) at start."""
 
 events = Table(
     "events",
@@ -41,14 +45,14 @@ events = Table(
     # Serves /dashboard/range from the index alone: a range scan on conversation_ts.
     Index("events_by_conversation_ts", "conversation_ts", "symbol", "kind"),
     # A followup after its conversation's window, or a reused uuid, looks the conversation
-    # up here. Only initial rows have a key, and a 4-byte one: followup rows all index
+    # up here. Only initial rows have a key, and an 8-byte one: followup rows all index
     # NULL, in primary-key (time) order, so they append; initial rows are the only
     # random inserts, as small as they can be (discussion.txt section 11).
-    Column("uuid_key", INTEGER(unsigned=True),
+    Column("uuid_key", BIGINT(unsigned=True),
            # RTRIM: MariaDB refuses an indexed virtual column on a bare CHAR column (its
            # value would depend on PAD_CHAR_TO_FULL_LENGTH).
            Computed(UUID_KEY, persisted=False),
-           comment="CRC32 of the uuid of an initial event (NULL for a followup)"),
+           comment="64 bits of the MD5 of the uuid of an initial event (NULL for a followup)"),
     Index("events_by_uuid_key", "uuid_key"),
     mysql_engine="InnoDB",
     mysql_charset="ascii",
@@ -104,12 +108,16 @@ def _upgrade_events(engine):
     inserting meanwhile). Concurrent callers are harmless: one adds each, the others find
     it there or fail on the duplicate name, which is the same thing."""
     with engine.connect() as connection:
-        columns = {row[0] for row in connection.exec_driver_sql("SHOW COLUMNS FROM events")}
+        columns = {row[0]: row[1] for row in connection.exec_driver_sql("SHOW COLUMNS FROM events")}
         present = {row[2] for row in connection.exec_driver_sql("SHOW INDEX FROM events")}
         steps = []
+        if columns.get("uuid_key") == RETIRED_UUID_KEY_TYPE:
+            steps += ["DROP INDEX events_by_uuid_key"] if "events_by_uuid_key" in present else []
+            steps.append("DROP COLUMN uuid_key")
+            present.discard("events_by_uuid_key")
+            del columns["uuid_key"]
         if "uuid_key" not in columns:
-            steps.append("ADD COLUMN uuid_key INT UNSIGNED AS (" + UUID_KEY + ") VIRTUAL, "
-                         "ALGORITHM=INSTANT")
+            steps.append("ADD COLUMN uuid_key BIGINT UNSIGNED AS (" + UUID_KEY + ") VIRTUAL")
         for index in events.indexes:
             if index.name not in present:
                 columns_ = ", ".join(column.name for column in index.columns)
@@ -130,7 +138,7 @@ def find_conversation(connection, uuid):
     conversation's followup by its time (events_by_conversation_ts)."""
     started = connection.execute(
         select(events.c.symbol, events.c.guess, events.c.conversation_ts)
-        .where(events.c.uuid_key == zlib.crc32(uuid.encode()), events.c.uuid == uuid)
+        .where(events.c.uuid_key == uuid_key(uuid), events.c.uuid == uuid)
         .order_by(events.c.conversation_ts.desc()).limit(1)).first()
     if started is None:
         return None
@@ -139,6 +147,11 @@ def find_conversation(connection, uuid):
         .where(events.c.conversation_ts == started.conversation_ts,
                events.c.kind == "followup", events.c.uuid == uuid).limit(1)).first()
     return started.symbol, bool(started.guess), started.conversation_ts, followed is not None
+
+
+def uuid_key(uuid):
+    """Python's twin of UUID_KEY for an initial event's uuid."""
+    return int(hashlib.md5(uuid.encode()).hexdigest()[:16], 16)
 
 
 def newest_conversation(connection):

@@ -18,7 +18,9 @@ its uuid, which is also where its followup lands:
     og:{p}:seen:bits   its size in bits, which every API process follows (0: off)
     og:{p}:fence       present while `ingest rebuild` runs: writes answer 503 (PX-bounded,
                        so a crashed rebuild cannot fence writes for longer than that)
-    og:{0}:layout      the partition count the store was made with (OG_STREAM_PARTITIONS)
+    og:{p}:layout      the partition count the store was made with (OG_STREAM_PARTITIONS),
+                       in every partition: each write checks it (a process with another
+                       count gets 503 instead of writing to streams no worker reads)
 
 A symbol's totals are the sums over partitions (min/max for first/last).
 """
@@ -66,16 +68,17 @@ def fence(partition: int) -> str:
     return f"{PREFIX}:{{{partition}}}:fence"
 
 
-def script_keys(partition: int, uuid: str):
-    """KEYS of server/lua/followup.lua for one conversation; initial.lua takes these and
-    filter_keys(partition)."""
+def followup_keys(partition: int, uuid: str):
+    """KEYS of core/store/lua/followup.lua for one conversation."""
     return (conversation(partition, uuid), stream(partition), stats(partition),
-            undrained(partition), fence(partition))
+            undrained(partition), fence(partition), layout(partition))
 
 
-def filter_keys(partition: int):
-    """The uuid filter's keys, KEYS[6] and KEYS[7] of server/lua/initial.lua."""
-    return (seen(partition), seen_bits(partition))
+def initial_keys(partition: int, uuid: str):
+    """KEYS of core/store/lua/initial.lua for one conversation."""
+    return (conversation(partition, uuid), stream(partition), stats(partition),
+            undrained(partition), fence(partition), seen(partition), seen_bits(partition),
+            layout(partition))
 
 
 def slot(key: str) -> int:
@@ -83,8 +86,10 @@ def slot(key: str) -> int:
     return key_slot(key.encode())
 
 
-def layout() -> str:
-    return f"{PREFIX}:{{0}}:layout"
+def layout(partition: int = 0) -> str:
+    """The store's partition count, as recorded in `partition` (partition 0's is the
+    one a process reads at start)."""
+    return f"{PREFIX}:{{{partition}}}:layout"
 
 
 def layout_mismatch(ours: int, recorded: int) -> str:
@@ -97,6 +102,3 @@ def layout_mismatch(ours: int, recorded: int) -> str:
             f"nothing undrained, then run `python -m ingest rebuild` with the new value")
 
 
-def stat_fields(symbol: str):
-    """The stats fields of one symbol, in the order the backends read them."""
-    return [f"{symbol}:{name}" for name in ("n1", "n0", "f1", "f0", "first", "last")]

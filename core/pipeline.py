@@ -22,8 +22,9 @@ The figures, and where each comes from:
   it holds pending and for how long it has been idle (ms).
 - `dead_letters`: entries in the dead-letter stream.
 
-All of one partition's figures are read in one atomic script (one round trip, the
-partition's keys share a hash tag), so they agree with each other even under load.
+All of one partition's figures are read in one atomic script (core/store/lua/snapshot.lua:
+one round trip, the partition's keys share a hash tag), so they agree with each other
+even under load.
 
 Entries appended by other means than the API's scripts (a hand-made XADD, benchmark
 preloads) are not in the counter until the worker's next trim, which runs after every
@@ -32,51 +33,52 @@ worker runs they show in `length` only.
 """
 from core import keys
 
-SNAPSHOT = """
--- One partition's figures in one atomic step, so they agree with each other under load.
--- KEYS[1] stream  KEYS[2] undrained counter  KEYS[3] dead-letter stream  ARGV[1] group
-local length = redis.call('XLEN', KEYS[1])
-local counter = redis.call('GET', KEYS[2]) or '0'
-local dead = redis.call('XLEN', KEYS[3])
-local now = redis.call('TIME')
-local group = false
-if redis.call('EXISTS', KEYS[1]) == 1 then
-  for _, g in ipairs(redis.call('XINFO', 'GROUPS', KEYS[1])) do
-    local info = {}
-    for i = 1, #g, 2 do info[g[i]] = g[i + 1] end
-    if info['name'] == ARGV[1] then group = info end
-  end
-end
-if not group then
-  return {length, counter, dead, now[1], now[2], 0}
-end
-local summary = redis.call('XPENDING', KEYS[1], ARGV[1])
-local consumers = {}
-for _, c in ipairs(redis.call('XINFO', 'CONSUMERS', KEYS[1], ARGV[1])) do
-  local info = {}
-  for i = 1, #c, 2 do info[c[i]] = c[i + 1] end
-  consumers[#consumers + 1] = info['name']
-  consumers[#consumers + 1] = info['pending']
-  consumers[#consumers + 1] = info['idle']
-end
-return {length, counter, dead, now[1], now[2], 1, group['last-delivered-id'], summary[1],
-        summary[2] or '', consumers}
-"""
+
+def collect(store, partitions=None):
+    """Each partition's figures (see above), from one snapshot.lua per partition."""
+    partitions = store.partitions if partitions is None else partitions
+    return [partition_report(partition, reply)
+            for partition, reply in enumerate(store.drain_figures(partitions))]
 
 
-def collect(redis_client, partitions):
-    snapshot = redis_client.register_script(SNAPSHOT)
-    return [partition_report(snapshot, partition) for partition in range(partitions)]
+def health(store):
+    """The pipeline as a whole: collect()'s figures summed, and how far /dashboard/range
+    lags the writes (the age of the oldest event still in a stream; 0: none waits)."""
+    report = collect(store)
+    now_ms = store.time_ms()  # entry ids are Redis's clock: ages are taken on the same
+    oldest = [ms for ms in (_oldest_undrained_ms(store, item) for item in report) if ms]
+    return {
+        "partitions": len(report),
+        "backlog": sum(item["undrained"] for item in report),
+        "lag": sum(item["lag"] for item in report),
+        "pending": sum(item["pending"] for item in report),
+        "dead_letters": sum(item["dead_letters"] for item in report),
+        "consumers": max((item["consumers"] for item in report), default=0),
+        "range_behind_s": round(max(0, now_ms - min(oldest)) / 1000, 3) if oldest else 0.0,
+        "streams": report,
+    }
+
+
+def _oldest_undrained_ms(store, item):
+    """Epoch ms of the oldest event of one partition not yet in MariaDB, or None."""
+    times = []
+    if item["oldest_pending_id"]:
+        times.append(entry_ms(item["oldest_pending_id"]))
+    if item["length"] and (not item["group"] or item["lag"] != 0):
+        delivered = item["last_delivered_id"]
+        after = f"({delivered}" if item["group"] and delivered else "-"
+        first = store.first_entry_id(item["partition"], after)
+        times += [entry_ms(first)] if first else []
+    return min(times) if times else None
 
 
 def _text(value):
     return value.decode() if isinstance(value, bytes) else value
 
 
-def partition_report(snapshot, partition):
+def partition_report(partition, reply):
+    """One partition's figures from snapshot.lua's reply (core/store/lua/snapshot.lua)."""
     stream = keys.stream(partition)
-    reply = snapshot(keys=[stream, keys.undrained(partition), keys.dead_letters(partition)],
-                     args=[keys.GROUP])
     length, counter, dead = int(reply[0]), int(reply[1]), int(reply[2])
     now_ms = int(reply[3]) * 1000 + int(reply[4]) // 1000
     has_group = bool(int(reply[5]))
@@ -92,6 +94,7 @@ def partition_report(snapshot, partition):
         undrained = length
     return {
         "stream": stream,
+        "partition": partition,
         "length": length,
         "group": has_group,
         "undrained": undrained,
@@ -124,11 +127,3 @@ def render(report):
             elif key != "stream":
                 lines.append(f"  {key:<22} {value}")
     return "\n".join(lines)
-
-
-def stream_group_info(redis_client, stream):
-    """The XINFO GROUPS entry of the ingest group, or {} when it does not exist."""
-    for group in redis_client.xinfo_groups(stream):
-        if group["name"] == keys.GROUP:
-            return group
-    return {}

@@ -14,9 +14,9 @@ import signal
 import sys
 import threading
 
-from redis.exceptions import RedisError
-
-from core import config, event_store, pipeline, range_buckets, redis_client
+from core import config, event_store, pipeline, range_buckets
+from core.store.client import Unavailable
+from core.store.gateway import Store
 from ingest import rebuild
 from ingest.metrics import Metrics, NoFreePort
 from ingest.worker import BACKOFF_BASE_S, BACKOFF_CAP_S, LayoutMismatch, Worker
@@ -25,35 +25,53 @@ from ingest.writer import EventWriter
 log = logging.getLogger("ingest")
 
 
-def build_redis(settings):
-    """A plain Redis or a RedisCluster client, as the URL's node says (core/redis_client.py)."""
+REDIS_TIMEOUT_S = 10
+"""Bound of every Redis reply to the worker (its blocking reads wait 1 s)."""
+REBUILD_DATABASE_TIMEOUT_S = 600
+"""The same for `ingest rebuild`, whose GROUP BY over og.events takes ~2 s a million."""
+
+
+def build_store(settings, timeout=REDIS_TIMEOUT_S):
+    """The store gateway (core/store/gateway.py) on a plain Redis or a cluster, as the
+    URL's node says. NotRecorded if no node answers."""
     # surrogateescape: an entry that is not UTF-8 still decodes (and round-trips to the
     # dead-letter stream byte for byte) instead of crashing every read of the stream.
-    return redis_client.connect(settings.redis_url, decode_responses=True,
-                                encoding_errors="surrogateescape",
-                                socket_timeout=10, socket_connect_timeout=2,
-                                health_check_interval=30)
+    return Store.connect(settings.redis_url, settings.stream_partitions, timeout,
+                         connect_timeout=2, encoding_errors="surrogateescape")
 
 
-def build_worker(settings=None, metrics=None, redis_client_=None):
+def build_engine(settings, timeout=None):
+    """An engine whose every socket read and write is bounded (OG_INGEST_DATABASE_TIMEOUT
+    by default): a stalled MariaDB becomes "unavailable", retried with backoff, and a
+    stop is heard, instead of a worker hung for good."""
+    timeout = timeout or settings.ingest_database_timeout
+    return event_store.build_engine(settings.database_url, connect_args={
+        "connect_timeout": 2, "read_timeout": timeout, "write_timeout": timeout})
+
+
+def build_worker(settings=None, metrics=None, store=None):
     settings = settings or config.load()
-    engine = event_store.build_engine(settings.database_url, connect_args={"connect_timeout": 2})
-    return Worker(redis_client_ or build_redis(settings), EventWriter(engine),
+    # Creating tables and building the range buckets may take minutes on a large store:
+    # that one-off step gets the rebuild's bound, the batches the short one.
+    writer = EventWriter(build_engine(settings),
+                         migrations=build_engine(settings, REBUILD_DATABASE_TIMEOUT_S))
+    return Worker(store or build_store(settings), writer,
                   name=settings.consumer_name, partitions=settings.stream_partitions,
                   batch_size=settings.ingest_batch_size, batch_ms=settings.ingest_batch_ms,
                   claim_idle_ms=settings.ingest_claim_idle_ms,
                   max_deliveries=settings.ingest_max_deliveries, metrics=metrics,
-                  consumer_idle_ms=settings.ingest_consumer_idle_ms)
+                  consumer_idle_ms=settings.ingest_consumer_idle_ms,
+                  commit_store=build_store(settings))
 
 
 def _wait_for_redis(settings, stopping):
-    """build_redis, retried with capped backoff while Redis is unreachable: whether it is
+    """build_store, retried with capped backoff while Redis is unreachable: whether it is
     a cluster can only be asked of a node that answers. None if stopped meanwhile."""
     failures = 0
     while not stopping.is_set():
         try:
-            return build_redis(settings)
-        except (RedisError, OSError) as error:
+            return build_store(settings)
+        except Unavailable as error:
             failures += 1
             log.warning("ingest: redis unreachable at start (%s); retry %d", error, failures)
             stopping.wait(random.uniform(0, min(BACKOFF_CAP_S, BACKOFF_BASE_S * 2 ** min(failures, 20))))
@@ -93,10 +111,10 @@ def run(settings, burst):
         log.info("ingest %s: metrics on http://127.0.0.1:%d/metrics%s", settings.consumer_name,
                  port, f" (target file {metrics.target_file})" if metrics.target_file else "")
     try:
-        client = _wait_for_redis(settings, stopping)
-        if client is None:
+        store = _wait_for_redis(settings, stopping)
+        if store is None:
             return 0
-        worker = build_worker(settings, metrics, client)
+        worker = build_worker(settings, metrics, store)
         if stopping.is_set():
             worker.stop()
         try:
@@ -131,15 +149,15 @@ def main(argv=None):
                         format="%(asctime)s %(levelname)s %(message)s")
 
     if args.command == "status":
-        report = pipeline.collect(build_redis(settings), settings.stream_partitions)
+        report = pipeline.collect(build_store(settings))
         print(json.dumps(report, indent=2) if args.json else pipeline.render(report))
         return 0
     if args.command == "rebuild":
-        engine = event_store.build_engine(settings.database_url)
+        engine = build_engine(settings, REBUILD_DATABASE_TIMEOUT_S)
         event_store.create_tables(engine)
         days = range_buckets.rebuild(engine)  # exact with workers running: it locks
         try:
-            summary = rebuild.rebuild(build_redis(settings), engine, settings.stream_partitions,
+            summary = rebuild.rebuild(build_store(settings), engine, settings.stream_partitions,
                                       uuid_filter_mb=settings.uuid_filter_mb,
                                       resize_filter=args.resize_uuid_filter)
         except rebuild.RebuildRefused as error:

@@ -153,9 +153,9 @@ class Metrics:
 
     # -- the streams ------------------------------------------------------------------
 
-    def observe_streams(self, redis_client, partitions):
+    def observe_streams(self, store):
         """Set the stream gauges from one pipeline.collect (the figures of `ingest status`)."""
-        self.observe(pipeline.collect(redis_client, partitions))
+        self.observe(pipeline.collect(store))
         self.keep_target()
 
     def observe(self, report):

@@ -12,34 +12,17 @@ import threading
 import time
 import uuid as uuid_module
 from collections import defaultdict
-from pathlib import Path
 
 from sqlalchemy import case, func, select, tuple_
 
-from ingest.entries import MalformedEntry, Rows
 from core import keys, seen, timestamps
 from core.event_store import events
+from core.store.codec import MalformedEntry, Rows, SymbolStats
 
-LUA = Path(__file__).with_name("lua")
 FENCE_TTL_MS = 10_000
 """A crashed rebuild fences writes for at most this long; a live one extends its fence
 every third of it."""
 CHUNK = 1000
-
-
-def _blank():
-    return {"n1": 0, "n0": 0, "f1": 0, "f0": 0, "first": None, "last": None}
-
-
-def _add(stats, symbol, guess, kind, ts):
-    entry = stats[symbol]
-    g = "1" if guess else "0"
-    if kind == "followup":
-        entry["f" + g] += 1
-        return
-    entry["n" + g] += 1
-    entry["first"] = ts if entry["first"] is None else min(entry["first"], ts)
-    entry["last"] = ts if entry["last"] is None else max(entry["last"], ts)
 
 
 def _from_database(connection, stats, partitions):
@@ -52,17 +35,15 @@ def _from_database(connection, stats, partitions):
         func.min(case((initial, events.c.ts))), func.max(case((initial, events.c.ts))),
     ).group_by(events.c.stream, events.c.symbol, events.c.guess)
     for stream, symbol, guess, n, f, first, last in connection.execute(query):
-        entry, g = stats[stream % partitions][symbol], "1" if guess else "0"
-        entry["n" + g] += int(n)
-        entry["f" + g] += int(f)
-        for bound, pick in ((first, min), (last, max)):
-            if bound is not None:
-                micros = timestamps.to_micros(bound)
-                field = "first" if pick is min else "last"
-                entry[field] = micros if entry[field] is None else pick(entry[field], micros)
+        g = "1" if guess else "0"
+        found = SymbolStats(**{"n" + g: int(n), "f" + g: int(f)},
+                            first=timestamps.to_micros(first) if first else None,
+                            last=timestamps.to_micros(last) if last else None)
+        per_symbol = stats[stream % partitions]
+        per_symbol[symbol] = per_symbol[symbol].merge(found)
 
 
-def _stream_entries(redis_client, partitions):
+def _stream_entries(store, partitions):
     """Every well-formed entry (partition, id, fields) in the streams now.
 
     Read before og.events is: an entry trimmed from a stream was committed before, so it
@@ -71,18 +52,12 @@ def _stream_entries(redis_client, partitions):
     """
     rows, found = Rows(), []
     for partition in range(partitions):
-        start = "-"
-        while True:
-            batch = redis_client.xrange(keys.stream(partition), min=start, max="+", count=CHUNK)
-            if not batch:
-                break
-            for entry_id, fields in batch:
-                try:
-                    rows.row(partition, entry_id, fields)
-                except MalformedEntry:
-                    continue
-                found.append((partition, entry_id, fields))
-            start = "(" + batch[-1][0]
+        for entry_id, fields in store.stream_entries(partition, CHUNK):
+            try:
+                rows.row(partition, entry_id, fields)
+            except MalformedEntry:
+                continue
+            found.append((partition, entry_id, fields))
     return found
 
 
@@ -113,20 +88,17 @@ class Fence:
     when the rebuild ends, and FENCE_TTL_MS after a rebuild that died.
     """
 
-    def __init__(self, redis_client, partitions, ttl_ms=FENCE_TTL_MS):
-        self.redis = redis_client
+    def __init__(self, store, partitions, ttl_ms=FENCE_TTL_MS):
+        self.store = store
         self.partitions = partitions
         self.ttl_ms = ttl_ms
         self.token = uuid_module.uuid4().hex
         self.lost = False
-        self._script = redis_client.register_script((LUA / "fence.lua").read_text())
-        self._write = redis_client.register_script((LUA / "fenced_write.lua").read_text())
         self._stop = threading.Event()
         self._keeper = threading.Thread(target=self._keep, name="rebuild-fence", daemon=True)
 
     def _each(self, op):
-        return [self._script(keys=[keys.fence(p)], args=[op, self.token, self.ttl_ms])
-                for p in range(self.partitions)]
+        return self.store.fence(op, self.token, self.ttl_ms, self.partitions)
 
     def __enter__(self):
         held = self._each("hold")
@@ -146,11 +118,10 @@ class Fence:
             except Exception:  # noqa: BLE001 - retried at the next tick; the TTL bounds it
                 pass
 
-    def swap(self, partition, aside, live, *also):
+    def swap(self, partition, aside, live, also=None):
         """fenced_write.lua: `aside` replaces `live` (and `also` = (key, value) is set),
         only while this rebuild still holds the fence; FenceLost otherwise."""
-        if self.lost or not self._write(keys=[keys.fence(partition), aside, live, *also[:1]],
-                                        args=[self.token, *also[1:]]):
+        if self.lost or not self.store.swap(partition, self.token, aside, live, also):
             raise FenceLost("the rebuild's fence expired before it finished (Redis "
                             "unreachable for a while?): writes may have come between, so "
                             "nothing more was written; run `python -m ingest rebuild` again")
@@ -162,16 +133,14 @@ class Fence:
         self._each("release")
 
 
-def _previous_layout(redis_client, partitions):
+def _previous_layout(store, partitions):
     """The partition count the store was made with, if it differs from `partitions`; a
     change is allowed only once every old stream is drained (its entries would
     otherwise sit in streams that no worker with the new count reads)."""
-    recorded = redis_client.get(keys.layout())
-    if recorded is None or int(recorded) == partitions:
+    old = store.recorded_layout()
+    if old is None or old == partitions:
         return None
-    old = int(recorded)
-    waiting = {keys.stream(p): redis_client.xlen(keys.stream(p)) for p in range(old)}
-    waiting = {stream: n for stream, n in waiting.items() if n}
+    waiting = {keys.stream(p): n for p, n in enumerate(store.stream_lengths(old)) if n}
     if waiting:
         raise RebuildRefused(
             f"the store has OG_STREAM_PARTITIONS={old}; changing it to {partitions} needs every "
@@ -181,33 +150,33 @@ def _previous_layout(redis_client, partitions):
     return old
 
 
-def rebuild(redis_client, engine, partitions, fence_ttl_ms=FENCE_TTL_MS, uuid_filter_mb=0,
+def rebuild(store, engine, partitions, fence_ttl_ms=FENCE_TTL_MS, uuid_filter_mb=0,
             resize_filter=False):
     """Recompute Redis's hot state from og.events (and undrained stream entries), with
     writes fenced meanwhile; also the way to change OG_STREAM_PARTITIONS on a drained
     store."""
-    previous = _previous_layout(redis_client, partitions)
-    bits, resize = _filter_size(redis_client, partitions, previous, uuid_filter_mb, resize_filter)
+    previous = _previous_layout(store, partitions)
+    bits, resize = _filter_size(store, partitions, previous, uuid_filter_mb, resize_filter)
     # A filter only gains bits, so one kept at its size is refilled before the fence,
     # writes going on: what they add sets its own bits. A new size, or a new partition
     # count, moves every uuid's bits: that one is replaced under the fence.
     if bits and not resize:
-        _fill_filter(redis_client, engine, partitions, bits, fence=None)
-    with Fence(redis_client, max(partitions, previous or 0), fence_ttl_ms) as fence:
+        _fill_filter(store, engine, partitions, bits, fence=None)
+    with Fence(store, max(partitions, previous or 0), fence_ttl_ms) as fence:
         fenced_at = time.monotonic()
-        if _previous_layout(redis_client, partitions) != previous:  # appended meanwhile
+        if _previous_layout(store, partitions) != previous:  # appended meanwhile
             raise RebuildRefused("the store's partition count changed while the rebuild "
                                  "started; run it again")
-        summary = _rebuild_fenced(redis_client, engine, partitions, previous, fence)
+        summary = _rebuild_fenced(store, engine, partitions, previous, fence)
         if resize:
-            _fill_filter(redis_client, engine, partitions, bits, fence, previous)
+            _fill_filter(store, engine, partitions, bits, fence, previous)
     summary["fenced_s"] = round(time.monotonic() - fenced_at, 3)  # writes got 503 this long
     summary["uuid_filter_bits"] = bits
     summary["uuid_filter_resized"] = resize
     return summary
 
 
-def _filter_size(redis_client, partitions, previous, uuid_filter_mb, resize_filter):
+def _filter_size(store, partitions, previous, uuid_filter_mb, resize_filter):
     """(bits per partition, resize?): the size the store recorded, unless there is none,
     the partition count changes, or a resize to OG_UUID_FILTER_MB is asked for. A rebuild
     run with another setting than the API's must not change the store's filter by
@@ -215,20 +184,19 @@ def _filter_size(redis_client, partitions, previous, uuid_filter_mb, resize_filt
     wanted = seen.bits_per_partition(uuid_filter_mb, partitions)
     if previous is not None:
         return wanted, True
-    recorded = {redis_client.get(keys.seen_bits(p)) for p in range(partitions)}
+    recorded = set(store.filter_sizes(partitions))
     if recorded == {None}:  # a store no process has recorded a size for (or one emptied)
-        for partition in range(partitions):
-            redis_client.set(keys.seen_bits(partition), wanted, nx=True)
-        recorded = {redis_client.get(keys.seen_bits(p)) for p in range(partitions)}
+        store.record_filter_size(wanted)
+        recorded = set(store.filter_sizes(partitions))
     if resize_filter or len(recorded) != 1 or None in recorded:
         return wanted, recorded != {str(wanted)}
     return int(recorded.pop()), False
 
 
-def _started_uuids(redis_client, engine, partitions):
+def _started_uuids(store, engine, partitions):
     """(partition, uuid) of every conversation started, in a stream or og.events; the
     rows are streamed, never all held."""
-    for partition, _, fields in _stream_entries(redis_client, partitions):
+    for partition, _, fields in _stream_entries(store, partitions):
         if fields["kind"] == "initial":
             yield partition, fields["uuid"]
     with engine.connect() as connection:
@@ -238,52 +206,45 @@ def _started_uuids(redis_client, engine, partitions):
             yield keys.partition_of(uuid, partitions), uuid
 
 
-def _fill_filter(redis_client, engine, partitions, bits, fence, previous=None):
+def _fill_filter(store, engine, partitions, bits, fence, previous=None):
     filters = {p: seen.empty(bits) for p in range(partitions)} if bits else {}
     if bits:
-        for partition, uuid in _started_uuids(redis_client, engine, partitions):
+        for partition, uuid in _started_uuids(store, engine, partitions):
             seen.add(filters[partition], uuid, bits)
     for partition in range(max(partitions, previous or 0)):
-        live, aside = keys.seen(partition), keys.seen(partition) + ":rebuild"
-        redis_client.delete(aside)
-        if partition in filters:
-            redis_client.set(aside, bytes(filters.pop(partition)))
+        aside = store.filter_aside(partition, filters.pop(partition, None))
         if fence is None:
-            redis_client.bitop("OR", live, live, aside)
-            redis_client.delete(aside)
+            store.merge_filter(partition, aside)
         else:
-            fence.swap(partition, aside, live, keys.seen_bits(partition), bits)
+            fence.swap(partition, aside, keys.seen(partition), (keys.seen_bits(partition), bits))
 
 
-def _rebuild_fenced(redis_client, engine, partitions, previous, fence):
-    stats = defaultdict(lambda: defaultdict(_blank))
+def _rebuild_fenced(store, engine, partitions, previous, fence):
+    stats = defaultdict(lambda: defaultdict(SymbolStats))
     # No write is accepted any more. The streams are read first, then og.events in one
     # snapshot: each event is in exactly one of (the snapshot, the entries it lacks),
     # whatever the workers commit meanwhile.
-    entries = _stream_entries(redis_client, partitions)
+    entries = _stream_entries(store, partitions)
     with engine.connect().execution_options(isolation_level="REPEATABLE READ") as connection:
         _from_database(connection, stats, partitions)
         undrained = _not_stored(connection, entries)
         connection.rollback()
     for partition, _, fields in undrained:
-        _add(stats[partition], fields["symbol"], fields["guess"] == "1", fields["kind"],
-             int(fields["ts"]))
+        per_symbol = stats[partition]
+        per_symbol[fields["symbol"]] = per_symbol[fields["symbol"]].count(
+            fields["kind"], fields["guess"] == "1", int(fields["ts"]))
 
     # Each partition's hash is built aside and swapped in under the fence; partitions
     # that no longer exist are emptied the same way.
     for partition in range(max(partitions, previous or 0)):
-        live, aside = keys.stats(partition), keys.stats(partition) + ":rebuild"
-        redis_client.delete(aside)
-        mapping = {f"{symbol}:{name}": value
-                   for symbol, entry in stats.get(partition, {}).items()
-                   for name, value in entry.items() if value is not None}
-        if mapping:
-            redis_client.hset(aside, mapping=mapping)
-        fence.swap(partition, aside, live)
-    redis_client.set(keys.layout(), partitions)
+        aside = store.stats_aside(partition, stats.get(partition, {}))
+        fence.swap(partition, aside, keys.stats(partition))
+    # Every partition, old ones too: an API process still on the old count is refused
+    # by its scripts ('layout') instead of writing where no worker reads.
+    store.set_layout(partitions, max(partitions, previous or 0))
     totals = [entry for symbols in stats.values() for entry in symbols.values()]
     return {"symbols": len({s for symbols in stats.values() for s in symbols}),
             "partitions": partitions, "previous_partitions": previous,
             "undrained_events": len(undrained),
-            "conversations": sum(e["n1"] + e["n0"] for e in totals),
-            "followups": sum(e["f1"] + e["f0"] for e in totals)}
+            "conversations": sum(e.conversations for e in totals),
+            "followups": sum(e.followups for e in totals)}

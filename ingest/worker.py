@@ -7,7 +7,11 @@ waits between them, so memory stays bounded and a stalled database stalls readin
 Read top to bottom, the failure paths are:
 - MariaDB away: the batch stays pending, retried with capped exponential backoff and
   jitter until it is written (or a stop is asked; then it stays pending for later).
-- Redis away: wait with backoff, reconnect, recreate the consumer groups if lost.
+- MariaDB stalled (a hung server, a lock held): every statement's socket read is
+  bounded (ingest/__main__.py), so a stall becomes "away" after that bound.
+- Redis away, or in any state it recovers from (a failover, CLUSTERDOWN, a demoted
+  master, LOADING, a reshard: core/store/client.py classifies them all as
+  Unavailable): wait with backoff and carry on; the client reads the slot map again.
   An ack that fails leaves its entries pending; they are reclaimed and rewritten,
   which is harmless because rows are keyed by stream entry id and only rows really
   added count in the range buckets (ingest/writer.py).
@@ -23,26 +27,24 @@ Read top to bottom, the failure paths are:
   entry id, so nothing is stored twice).
 - an error no retry can help (an unexpected reply: a bug): stop, leaving the batch
   pending, and exit 1, so a supervisor sees it and restarts the worker.
-- SIGTERM: finish the batch in hand, ack, exit 0. A second SIGTERM stops at once
-  (whatever was not acked stays pending and is reclaimed by the next worker).
+- SIGTERM: finish the batch in hand, ack, exit 0; a batch read but not yet handed over
+  stays pending. A second SIGTERM stops at once (whatever was not acked stays pending
+  and is reclaimed by the next worker).
 """
 import logging
 import queue
 import random
 import threading
 import time
-from pathlib import Path
 
-from redis.cluster import RedisCluster
 from redis.exceptions import ConnectionError, ResponseError, TimeoutError
 
-from ingest.entries import MalformedEntry, Rows
-from ingest.writer import DatabaseUnavailable
 from core import keys
+from core.store.codec import MalformedEntry, Rows
+from ingest.writer import DatabaseUnavailable
 
 log = logging.getLogger("ingest")
 
-LUA = Path(__file__).with_name("lua")
 IDLE_BLOCK_MS = 1000
 """Longest blocking read when idle: a stop request is seen within this."""
 BACKOFF_BASE_S = 0.1
@@ -54,6 +56,10 @@ all of them: an idle worker polls them (one pipelined read per node) this often.
 GAUGE_EVERY_S = 1.0
 """How often the stream gauges (core/pipeline.collect) are read from Redis."""
 REDIS_ERRORS = (ConnectionError, TimeoutError, OSError)
+"""What Redis being away or in a passing state raises (core/store/client.Unavailable is
+a ConnectionError)."""
+HANDOVER_WAIT_S = 0.5
+"""How often the reader, waiting to hand a batch to a busy committer, checks for a stop."""
 ACK_CHUNK = 1000
 """Entry ids per ack.lua call (OG_INGEST_BATCH_SIZE may be up to 100,000)."""
 
@@ -65,17 +71,21 @@ class LayoutMismatch(Exception):
 class Batch:
     def __init__(self, entries, rows, malformed):
         self.entries = entries      # [(partition, entry_id, fields)] as read
-        self.rows = rows            # og.events tuples of the well-formed entries
+        self.rows = rows            # EventRows of the well-formed entries
         self.malformed = malformed  # [(partition, entry_id, fields, reason)]
 
 
 class Worker:
-    def __init__(self, redis_client, writer, name, partitions, batch_size, batch_ms,
-                 claim_idle_ms, max_deliveries, metrics=None, consumer_idle_ms=60_000):
-        self.redis = redis_client
+    def __init__(self, store, writer, name, partitions, batch_size, batch_ms,
+                 claim_idle_ms, max_deliveries, metrics=None, consumer_idle_ms=60_000,
+                 commit_store=None):
+        """`store`: the gateway the reader uses (core/store/gateway.py); `commit_store`:
+        the committer's (its own client, so acks never queue behind a blocked read)."""
+        self.store = store
+        self.commit_store = commit_store or store
         self.writer = writer
         self.name = name
-        self.streams = {keys.stream(p): p for p in range(partitions)}
+        self.partitions = partitions
         self.batch_size = batch_size
         self.batch_ms = batch_ms
         self.claim_idle_ms = claim_idle_ms
@@ -83,12 +93,7 @@ class Worker:
         self.consumer_idle_ms = consumer_idle_ms
         self.metrics = metrics
         self.rows = Rows()
-        self.cluster = isinstance(redis_client, RedisCluster)
         self.stopping = threading.Event()
-        self._trim = redis_client.register_script((LUA / "trim.lua").read_text())
-        self._dead_letter = redis_client.register_script((LUA / "dead_letter.lua").read_text())
-        self._ack_script = redis_client.register_script((LUA / "ack.lua").read_text())
-        self._forget = redis_client.register_script((LUA / "forget_consumers.lua").read_text())
         self._handover = queue.Queue(maxsize=1)
         self._ready = False
         self._claimed_at = 0.0
@@ -102,6 +107,12 @@ class Worker:
     def stop(self):
         self.stopping.set()
 
+    def close(self):
+        """Release its connections (after run() returned)."""
+        for store in {id(self.store): self.store, id(self.commit_store): self.commit_store}.values():
+            store.close()
+        self.writer.close()
+
     def _fail(self, what):
         """An error no retry can help: stop, and let the exit status say so."""
         log.exception("ingest %s: %s", self.name, what)
@@ -112,7 +123,7 @@ class Worker:
 
     def run(self, burst=False):
         """Drain until stopped; with burst, until nothing is left to write."""
-        log.info("ingest %s: starting on %d partition(s)%s", self.name, len(self.streams),
+        log.info("ingest %s: starting on %d partition(s)%s", self.name, self.partitions,
                  " (burst)" if burst else "")
         committer = threading.Thread(target=self._commit_loop, name="ingest-commit", daemon=True)
         committer.start()
@@ -143,7 +154,7 @@ class Worker:
                     log.warning("ingest %s: stream or group missing (%s); recreating", self.name, error)
                     self._ready = False
         finally:
-            self._handover.put(None)  # the batch in hand is finished first
+            self._hand_over(None, always=True)  # the batch in hand is finished first
             committer.join()
             self._leave_group()
         log.info("ingest %s: stopped; %d events written, %d dead-lettered",
@@ -154,22 +165,15 @@ class Worker:
             return
         self._check_layout()
         self.writer.create_tables()
-        for stream in self.streams:
-            try:
-                self.redis.xgroup_create(stream, keys.GROUP, id="0", mkstream=True)
-            except ResponseError as error:
-                if "BUSYGROUP" not in str(error):
-                    raise
+        self.store.create_groups()
         self._claimed_at = 0.0  # reclaim what dead consumers left, first thing
         self._gauges_at = 0.0  # and show the (new) group's figures at once
         self._ready = True
 
     def _check_layout(self):
-        partitions = len(self.streams)
-        self.redis.set(keys.layout(), partitions, nx=True)
-        recorded = int(self.redis.get(keys.layout()))
-        if recorded != partitions:
-            raise LayoutMismatch(keys.layout_mismatch(partitions, recorded))
+        recorded = self.store.record_layout()
+        if recorded != self.partitions:
+            raise LayoutMismatch(keys.layout_mismatch(self.partitions, recorded))
 
     def _pass(self, burst):
         """Read one batch and hand it to the committer; True when there was none."""
@@ -185,15 +189,26 @@ class Worker:
             # what it left pending (rejected rows, after claim_idle_ms).
             self._handover.join()
             entries = self._claim()
-        if entries:
-            self._handover.put(self._prepare(entries))
+        if entries and not self._hand_over(self._prepare(entries)):
+            return False  # stopping: what was read stays pending, reclaimed later
         if now - self._forgot_at >= min(self.claim_idle_ms, self.consumer_idle_ms) / 1000:
             self._forgot_at = now
             self._forget_gone_consumers()
         if self.metrics and now - self._gauges_at >= GAUGE_EVERY_S:
             self._gauges_at = now
-            self.metrics.observe_streams(self.redis, len(self.streams))
+            self.metrics.observe_streams(self.store)
         return not entries
+
+    def _hand_over(self, batch, always=False):
+        """Give the committer `batch`; False if a stop came first while it was busy (a
+        stalled database must not keep a stop waiting). `always`: wait regardless."""
+        while True:
+            try:
+                self._handover.put(batch, timeout=HANDOVER_WAIT_S)
+                return True
+            except queue.Full:
+                if self.stopping.is_set() and not always:
+                    return False
 
     def _read(self, block):
         """Up to batch_size new entries: what is there, or after the first entry arrives,
@@ -211,27 +226,16 @@ class Worker:
         return entries
 
     def _read_once(self, count, block_ms):
-        if self.cluster and len(self.streams) > 1:
-            return self._poll(count, block_ms)
-        reply = self.redis.xreadgroup(keys.GROUP, self.name, {s: ">" for s in self.streams},
-                                      count=count, block=block_ms)
-        return [(self.streams[stream], entry_id, fields)
-                for stream, messages in (reply or []) for entry_id, fields in messages]
+        if self.store.blocking_reads:
+            return self.store.read(self.name, count, block_ms)
+        return self._poll(count, block_ms)
 
     def _poll(self, count, block_ms):
         """Read each partition's stream without blocking (a multi-key XREADGROUP must stay
         in one slot); when `block_ms` is given, poll until something comes or it passes."""
         deadline = time.monotonic() + (block_ms or 0) / 1000
-        # An equal share of the batch per partition, so a batch stays within count:
-        # whatever is read is pending on this worker and must go into this batch.
-        share = max(1, count // len(self.streams))
         while True:
-            pipe = self.redis.pipeline(transaction=False)  # one round trip per node
-            for stream in self.streams:
-                pipe.xreadgroup(keys.GROUP, self.name, {stream: ">"}, count=share)
-            entries = [(self.streams[stream], entry_id, fields)
-                       for reply in pipe.execute() for stream, messages in (reply or [])
-                       for entry_id, fields in messages]
+            entries = self.store.read(self.name, count)  # one pipelined read per node
             if entries or block_ms is None or time.monotonic() >= deadline:
                 return entries
             if self.stopping.wait(CLUSTER_IDLE_POLL_S):
@@ -239,16 +243,7 @@ class Worker:
 
     def _claim(self):
         """Entries idle past claim_idle_ms in any consumer (dead, or rejected rows)."""
-        entries = []
-        for stream, partition in self.streams.items():
-            start = "0-0"
-            while len(entries) < self.batch_size:
-                start, claimed, _deleted = self.redis.xautoclaim(
-                    stream, keys.GROUP, self.name, self.claim_idle_ms, start_id=start,
-                    count=self.batch_size - len(entries))
-                entries += [(partition, entry_id, fields) for entry_id, fields in claimed if fields]
-                if start == "0-0":
-                    break
+        entries = self.store.claim(self.name, self.claim_idle_ms, self.batch_size)
         if entries:
             log.info("ingest %s: reclaimed %d pending entries", self.name, len(entries))
         return entries
@@ -256,9 +251,7 @@ class Worker:
     def _forget_gone_consumers(self):
         """Remove the consumers of gone workers: nothing pending, idle past the bound
         (one atomic script per stream, so one holding entries is never removed)."""
-        removed = []
-        for stream in self.streams:
-            removed += self._forget(keys=[stream], args=[keys.GROUP, self.consumer_idle_ms, self.name])
+        removed = self.store.forget_consumers(self.name, self.consumer_idle_ms)
         if removed:
             self.consumers_removed += len(removed)
             if self.metrics:
@@ -314,21 +307,20 @@ class Worker:
         if self.metrics:
             self.metrics.batch(written, time.monotonic() - started)
         # Only what is committed is acknowledged; rejected rows stay pending.
-        unwritten = {(row[0], row[1]) for row, _ in rejected}
+        unwritten = {(rejection.row.stream, rejection.row.event_id) for rejection in rejected}
         unwritten |= {(p, i) for p, i, _, _ in batch.malformed}
         self._ack([(p, i) for p, i, _ in batch.entries if (p, i) not in unwritten])
         for partition, entry_id, fields, reason in batch.malformed:
             self._bury(partition, entry_id, fields, reason)  # retrying cannot help
         fields_of = {(p, i): f for p, i, f in batch.entries}
-        for row, reason in rejected:
-            key = (row[0], row[1])
-            if self._deliveries(*key) >= self.max_deliveries:
+        for row, reason, final in rejected:
+            key = (row.stream, row.event_id)
+            if final or self._deliveries(*key) >= self.max_deliveries:
                 self._bury(*key, fields_of[key], reason)
             else:
                 log.warning("ingest %s: entry %s rejected (%s); left pending for retry",
                             self.name, key[1], reason)
-        for partition in {p for p, _, _ in batch.entries}:
-            self._trim(keys=[keys.stream(partition), keys.undrained(partition)], args=[keys.GROUP])
+        self.commit_store.trim({p for p, _, _ in batch.entries})
         log.debug("ingest %s: flushed %d events", self.name, written)
 
     def _write(self, rows):
@@ -354,22 +346,13 @@ class Worker:
         # counter move together. In chunks: Lua's unpack() refuses ~8,000 values.
         for partition, ids in by_partition.items():
             for at in range(0, len(ids), ACK_CHUNK):
-                self._ack_script(keys=[keys.stream(partition), keys.undrained(partition)],
-                                 args=[keys.GROUP, *ids[at:at + ACK_CHUNK]])
+                self.commit_store.ack(partition, ids[at:at + ACK_CHUNK])
 
     def _deliveries(self, partition, entry_id):
-        info = self.redis.xpending_range(keys.stream(partition), keys.GROUP, min=entry_id,
-                                         max=entry_id, count=1)
-        return info[0]["times_delivered"] if info else 0
+        return self.commit_store.deliveries(partition, entry_id)
 
     def _bury(self, partition, entry_id, fields, reason):
-        # Back to the bytes as read (hiredis packs str as strict UTF-8): an entry that was
-        # not UTF-8 lands in the dead-letter stream unchanged.
-        flat = [item.encode("utf-8", "surrogateescape") for pair in fields.items() for item in pair]
-        moved = self._dead_letter(keys=[keys.stream(partition), keys.dead_letters(partition),
-                                        keys.undrained(partition)],
-                                  args=[keys.GROUP, entry_id, reason, *flat])
-        if moved:
+        if self.commit_store.bury(partition, entry_id, fields, reason):
             self.dead_lettered += 1
             if self.metrics:
                 self.metrics.dead_letter()
@@ -381,11 +364,7 @@ class Worker:
     def _leave_group(self):
         """Deregister this consumer if it holds nothing; otherwise its entries stay claimable."""
         try:
-            for stream in self.streams:
-                pending = self.redis.xpending_range(stream, keys.GROUP, min="-", max="+",
-                                                    count=1, consumername=self.name)
-                if not pending:
-                    self.redis.xgroup_delconsumer(stream, keys.GROUP, self.name)
+            self.store.leave(self.name)
         except (*REDIS_ERRORS, ResponseError):
             pass  # a leftover consumer name is harmless
 

@@ -13,6 +13,10 @@ it added, and buckets for those. A row skipped then is a rejected one. So a batc
 written twice, or by two workers at once (one waits on the other's locks, or is rolled
 back by a deadlock and retried), counts every event once.
 
+A stored key whose row is another event (another uuid or kind: two events given one
+stream entry id, after a forced failover to a node whose clock was behind) is never
+dropped silently: it comes back as a final Rejection, and the worker dead-letters it.
+
 Errors split in two: the database being away (retry the whole batch later) and a row
 it rejects. A row error that IGNORE does not turn into a warning (a trigger's SIGNAL) is
 found by splitting the batch.
@@ -23,6 +27,8 @@ datetimes), so no quoting is needed; skipping the driver's per-value escaping ma
 the drain ~1.5x faster (93k vs 60k rows/s for 1000-row batches on the reference
 machine, see discussion.txt).
 """
+from typing import NamedTuple
+
 from sqlalchemy.exc import DBAPIError, ProgrammingError
 
 from core import range_buckets
@@ -48,7 +54,8 @@ _INSERT = "INSERT IGNORE INTO {table} ({columns}) VALUES {{values}}".format(
     table=events.name, columns=", ".join(events.c[name].name for name in COLUMNS))
 """A redelivered entry hits the primary key (stream, event_id): skipped, not counted."""
 _RETURNING = " RETURNING stream, event_id"
-_STORED = "SELECT stream, event_id FROM events WHERE (stream, event_id) IN ({keys}) LOCK IN SHARE MODE"
+_STORED = ("SELECT stream, event_id, uuid, kind FROM events WHERE (stream, event_id) IN ({keys}) "
+           "LOCK IN SHARE MODE")
 _KEY = "(%d,'%s')"
 DUPLICATE_KEY = 1062
 KIND, SYMBOL, CONVERSATION_TS = (COLUMNS.index(name) for name in ("kind", "symbol", "conversation_ts"))
@@ -58,27 +65,42 @@ class DatabaseUnavailable(Exception):
     """The batch could not be written for a reason that is not in its rows: retry it."""
 
 
+class Rejection(NamedTuple):
+    """A row not written, and why; `final`: no retry can write it (dead-letter it now)."""
+    row: tuple
+    reason: str
+    final: bool = False
+
+
 def _error_number(error):
     args = getattr(error.orig, "args", ())
     return args[0] if args and isinstance(args[0], int) else None
 
 
 class EventWriter:
-    def __init__(self, engine):
+    def __init__(self, engine, migrations=None):
+        """`engine` writes batches; `migrations` (default: the same) creates the tables
+        and builds missing range buckets, which may take far longer than a batch."""
         self.engine = engine
+        self.migrations = migrations or engine
+
+    def close(self):
+        self.engine.dispose()
+        self.migrations.dispose()
 
     def create_tables(self):
         """Create missing tables and build the range buckets if they are incomplete."""
         try:
-            create_tables(self.engine)
+            create_tables(self.migrations)
         except DBAPIError as error:
             raise DatabaseUnavailable(str(error.orig)) from error
         except TimeoutError as error:
             raise DatabaseUnavailable(str(error)) from error
 
     def write(self, rows):
-        """Write rows; return (rows added, [(row, reason)] for the rows the database
-        rejected). Rows already in og.events are neither added nor rejected.
+        """Write rows; return (rows added, [Rejection] for the rows the database rejected
+        or whose entry id is stored for another event). Rows already in og.events are
+        neither added nor rejected.
 
         Raises DatabaseUnavailable when nothing can be said about the rows (server
         down, connection lost, anything unknown): the caller retries the whole batch.
@@ -95,7 +117,7 @@ class EventWriter:
             if error.connection_invalidated or number not in ROW_ERRORS:
                 raise DatabaseUnavailable(f"{type(error.orig).__name__}: {error.orig}") from error
             if len(rows) == 1:
-                return 0, [(rows[0], f"rejected by MariaDB: {error.orig}")]
+                return 0, [Rejection(rows[0], f"rejected by MariaDB: {error.orig}")]
         # Bisect: each half is written on its own; only the bad rows come back.
         middle = len(rows) // 2
         added_low, rejected_low = self.write(rows[:middle])
@@ -118,11 +140,16 @@ class EventWriter:
     def _insert_carefully(self, connection, rows):
         # A locking read sees the latest committed rows, not this transaction's snapshot,
         # and holds the gaps of the missing keys until COMMIT.
-        stored = set(connection.exec_driver_sql(_STORED.format(
-            keys=",".join(_KEY % (row[0], row[1]) for row in rows))).fetchall())
+        stored = {(s, i): (u, k) for s, i, u, k in connection.exec_driver_sql(_STORED.format(
+            keys=",".join(_KEY % (row[0], row[1]) for row in rows))).fetchall()}
+        collided = [Rejection(row, f"event id collision: {row[1]} of stream {row[0]} is stored "
+                                   f"for another event ({stored[row[0], row[1]][1]} of "
+                                   f"{stored[row[0], row[1]][0]}); kept here for an operator",
+                              final=True)
+                    for row in rows if stored.get((row[0], row[1]), (row[2], row[3])) != (row[2], row[3])]
         fresh = [row for row in rows if (row[0], row[1]) not in stored]
         if not fresh:
-            return 0, []
+            return 0, collided
         added = set(connection.exec_driver_sql(
             _INSERT.format(values=",".join([_ROW % row for row in fresh])) + _RETURNING).fetchall())
         rejected = []
@@ -130,7 +157,7 @@ class EventWriter:
             rejected = self._rejected(connection, [r for r in fresh if (r[0], r[1]) not in added])
             fresh = [row for row in fresh if (row[0], row[1]) in added]
         self._count(connection, fresh)
-        return len(fresh), rejected
+        return len(fresh), rejected + collided
 
     @staticmethod
     def _count(connection, rows):
@@ -144,4 +171,4 @@ class EventWriter:
         warnings = [message for _level, code, message in
                     connection.exec_driver_sql("SHOW WARNINGS").fetchall() if code != DUPLICATE_KEY]
         reason = f"rejected by MariaDB: {warnings[0] if warnings else 'row skipped'}"
-        return [(row, reason) for row in skipped]
+        return [Rejection(row, reason) for row in skipped]

@@ -18,12 +18,7 @@ from collections import OrderedDict
 from string import ascii_lowercase
 from urllib.parse import parse_qsl
 
-import redis
-from redis.backoff import NoBackoff
-from redis.exceptions import RedisError
-from redis.retry import Retry
-
-from core import pipeline, redis_client, timestamps
+from core import timestamps
 from server import validation
 from server.coalescing import SingleFlight
 from server.data_interface import Conflict, DataError, NotFound, Unavailable
@@ -51,8 +46,6 @@ class Overview:
         self._cached = None  # (computed at, status, body as JSON bytes, body)
         self._ranges = OrderedDict()  # (lower, upper) -> _Range, least recently asked first
         self._ranges_lock = threading.Lock()
-        self._redis = None
-        self._redis_lock = threading.Lock()
 
     def answer(self, query=""):
         """(status, body as JSON bytes) for the query string `query`: 200, or 503 with
@@ -126,7 +119,8 @@ class Overview:
     def _compute(self):
         backend = self.settings.backend
         parts = {"symbols": self._symbols}
-        if backend == "redis":
+        pipeline_health = getattr(self.data_interface, "pipeline_health", None)
+        if pipeline_health is not None:  # a write-behind backend
             parts.update(pipeline=self._pipeline, store=self._newest_stored)
         # The parts wait on different stores: asked side by side, the answer takes as long
         # as the slowest store's timeout, not their sum.
@@ -136,7 +130,7 @@ class Overview:
         symbols, _ = results["symbols"]
         body["symbols"] = symbols["dashboards"] if symbols else None
         body["accuracy"] = symbols["accuracy"] if symbols else None
-        if backend == "redis":
+        if pipeline_health is not None:
             health, _ = results["pipeline"]
             stored, _ = results["store"]
             body["pipeline"] = {"applies": True, **(health or {}), **(stored or {})}
@@ -182,69 +176,14 @@ class Overview:
                 "rate": round(correct / guesses, 4) if guesses else None}
 
     def _pipeline(self):
-        client = self._redis_client()
-        try:
-            report = pipeline.collect(client, self.settings.stream_partitions)
-            # Entry ids are Redis's clock: ages are taken on the same clock.
-            seconds, micros = client.time()
-            now_ms = int(seconds) * 1000 + int(micros) // 1000
-            oldest = [ms for ms in (_oldest_undrained_ms(client, item) for item in report) if ms]
-        except (RedisError, OSError) as error:
-            self._drop_redis_client()
-            raise _Failed(f"redis unavailable: {error}") from error
-        undrained = [_undrained(item) for item in report]
-        lag = [item.get("lag") if item.get("group") else item.get("length") for item in report]
-        return {
-            "partitions": len(report),
-            "backlog": None if None in undrained else sum(undrained),
-            "lag": None if None in lag else sum(lag),
-            "pending": sum(item.get("pending") or 0 for item in report),
-            "dead_letters": sum(item.get("dead_letters") or 0 for item in report),
-            "consumers": max((item.get("consumers") or 0 for item in report), default=0),
-            # /dashboard/range counts an event once it is in MariaDB: it lags the writes by
-            # the age of the oldest event still in a stream (0: nothing is waiting).
-            "range_behind_s": round(max(0, now_ms - min(oldest)) / 1000, 3) if oldest else 0.0,
-            "streams": report,
-        }
+        # Unavailable: shown as the part's error. /dashboard/range counts an event once it
+        # is in MariaDB: range_behind_s is how far it lags the writes.
+        return self.data_interface.pipeline_health()
 
     def _newest_stored(self):
         newest = self.data_interface.newest_conversation()  # Unavailable: shown as the part's error
         return {"newest_stored": timestamps.format_datetime(newest) if newest else None,
                 "newest_stored_age_s": round(time.time() - _epoch(newest), 3) if newest else None}
-
-    # --- the pipeline's own Redis client -------------------------------------------------
-
-    def _redis_client(self):
-        with self._redis_lock:
-            if self._redis is None:
-                self._redis = self._connect()
-            return self._redis
-
-    def _drop_redis_client(self):
-        with self._redis_lock:
-            client, self._redis = self._redis, None
-        if client is not None:
-            client.close()
-
-    def _connect(self):
-        # One attempt per call (redis-py's default retries ten times with backoff): a
-        # store that does not answer within OG_REDIS_TIMEOUT makes this a 503 at once.
-        timeout = self.settings.redis_timeout
-        options = {"decode_responses": True, "socket_timeout": timeout,
-                   "socket_connect_timeout": timeout, "retry": Retry(NoBackoff(), 0)}
-        probe = redis.Redis.from_url(self.settings.redis_url, **options)
-        try:
-            cluster = bool(probe.info("cluster").get("cluster_enabled"))
-        except (RedisError, OSError) as error:
-            probe.close()
-            raise _Failed(f"redis unavailable: {error}") from error
-        if not cluster:
-            return probe
-        probe.close()
-        try:
-            return redis_client.connect(self.settings.redis_url, cluster=True, **options)
-        except (RedisError, OSError) as error:
-            raise _Failed(f"redis unavailable: {error}") from error
 
 
 class _Range:
@@ -339,32 +278,6 @@ def _map_together(function, items):
     return results
 
 
-def _undrained(item):
-    """Events of one partition not yet in MariaDB (None if Redis cannot say)."""
-    if item.get("undrained") is not None:
-        return item["undrained"]
-    if not item.get("group"):
-        return item.get("length") or 0  # no worker has read this stream yet
-    if item.get("lag") is None:
-        return None
-    return item["lag"] + (item.get("pending") or 0)
-
-
-def _oldest_undrained_ms(client, item):
-    """Epoch ms of the oldest event of one partition not yet in MariaDB, or None."""
-    times = []
-    if item.get("oldest_pending_id"):
-        times.append(_entry_ms(item["oldest_pending_id"]))
-    if not item.get("group") or item.get("lag") != 0:
-        delivered = item.get("last_delivered_id")
-        start = f"({delivered}" if item.get("group") and delivered else "-"
-        entries = client.xrange(item["stream"], min=start, count=1) if item.get("length") else []
-        times += [_entry_ms(entry_id) for entry_id, _ in entries]
-    return min(times) if times else None
-
-
-def _entry_ms(entry_id):
-    return int(entry_id.split("-")[0])
 
 
 def _epoch(naive_utc):

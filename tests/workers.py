@@ -347,8 +347,7 @@ def drain(timeout=DRAIN_TIMEOUT_S):
         if failure:
             raise failure[0]
     finally:
-        worker.redis.close()
-        worker.writer.engine.dispose()
+        worker.close()
     return worker
 
 

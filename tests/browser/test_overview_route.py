@@ -13,6 +13,7 @@ from urllib.parse import quote, urlencode
 import pytest
 
 from core import pipeline
+from core.store.gateway import Store
 from tests.browser.page_driver import check_page_files
 from tests.workers import (Http, Load, append_events, get_json, symbol_dashboards,
                            wait_drained)
@@ -42,7 +43,7 @@ def test_without_a_pipeline_the_overview_says_so(gunicorn_server, backend):
 
 
 def test_overview_reports_the_backlog_and_its_age_then_the_drain(gunicorn_server, redis,
-                                                                 database, ingest):
+                                                                 redis_server, database, ingest):
     server = gunicorn_server("redis", workers=1)
     client = Http(server.url)
     try:
@@ -53,7 +54,7 @@ def test_overview_reports_the_backlog_and_its_age_then_the_drain(gunicorn_server
         assert status == 200, body
         health = body["pipeline"]
         assert health["applies"] is True
-        report = pipeline.collect(redis, 1)
+        report = pipeline.collect(Store.connect(redis_server.url, 1, timeout=2))
         assert health["streams"][0]["length"] == report[0]["length"] == 100
         assert health["backlog"] == 100 and health["pending"] == 0 and health["dead_letters"] == 0
         # No worker has run: the range dashboard lags by the age of the first event.

@@ -6,6 +6,7 @@ from collections import Counter
 import sqlalchemy
 
 from core import keys
+from core.store.gateway import Store
 from ingest import rebuild
 from tests.range_oracle import assert_buckets_exact
 from tests.workers import (STREAM, Http, Load, assert_nothing_lost, get_json, new_uuid,
@@ -67,10 +68,12 @@ def test_rebuild_under_load_is_exact_and_accepts_each_followup_once(
     assert worker.terminate() == 0
 
 
-def test_a_crashed_rebuild_fences_writes_only_until_its_fence_expires(gunicorn_server, redis):
+def test_a_crashed_rebuild_fences_writes_only_until_its_fence_expires(gunicorn_server, redis,
+                                                                   redis_server):
     server = gunicorn_server("redis", workers=1)
     client = Http(server.url)
-    fence = rebuild.Fence(redis, partitions=1, ttl_ms=1500)
+    store = Store.connect(redis_server.url, 1, timeout=2)
+    fence = rebuild.Fence(store, partitions=1, ttl_ms=1500)
     try:
         fence.__enter__()
         fence._stop.set()  # the rebuild dies: nobody extends or releases its fence
@@ -82,10 +85,10 @@ def test_a_crashed_rebuild_fences_writes_only_until_its_fence_expires(gunicorn_s
             assert time.monotonic() < deadline, "writes stayed fenced after the fence's TTL"
             time.sleep(0.1)
         # A rebuild cannot start while another one's fence is held.
-        fence = rebuild.Fence(redis, partitions=1)
+        fence = rebuild.Fence(store, partitions=1)
         fence.__enter__()
         try:
-            second = rebuild.Fence(redis, partitions=1)
+            second = rebuild.Fence(store, partitions=1)
             try:
                 second.__enter__()
                 raise AssertionError("a second fence was granted")

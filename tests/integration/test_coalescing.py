@@ -5,7 +5,7 @@ import pytest
 import redis as redislib
 from redis.exceptions import ConnectionError, ResponseError
 
-from core.redis_client import CoalescingClient
+from core.store.client import CoalescingClient
 from server.coalescing import SingleFlight
 
 

@@ -16,7 +16,8 @@ from urllib.parse import quote
 import pytest
 
 from core import event_store, keys, range_buckets, timestamps
-from ingest.entries import Rows
+from core.store.codec import Rows
+from core.store.gateway import Store
 from ingest.worker import Worker
 from ingest.writer import DatabaseUnavailable, EventWriter
 from server import validation
@@ -32,7 +33,7 @@ SECOND = 1_000_000
 
 
 def uneven_history(seed, conversations, days=3):
-    """og.events rows (as ingest/entries.py makes them) of an uneven history: busy hours,
+    """og.events rows (as core/store/codec.py makes them) of an uneven history: busy hours,
     bursts on exact second/minute/hour/day boundaries and one microsecond beside them, a
     bursty symbol, followups that come seconds to hours after their /initial."""
     rng = random.Random(seed)
@@ -210,7 +211,7 @@ def test_two_writers_writing_the_same_entries_at_once_count_each_once(database, 
 
 
 def worker_on(redis_server, database, name, writer=None, claim_idle_ms=60_000, cls=Worker):
-    return cls(redis_server.client(encoding_errors="surrogateescape"),
+    return cls(Store.connect(redis_server.url, 1, timeout=10, encoding_errors="surrogateescape"),
                writer or EventWriter(event_store.build_engine(database.url)), name=name,
                partitions=1, batch_size=500, batch_ms=10, claim_idle_ms=claim_idle_ms,
                max_deliveries=5)

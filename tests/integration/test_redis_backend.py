@@ -14,7 +14,7 @@ from string import ascii_lowercase
 import pytest
 import sqlalchemy
 
-from ingest.entries import Rows
+from core.store.codec import Rows
 from ingest.writer import EventWriter
 from core import keys, timestamps
 from tests.dashboards import bound, parse_ts, range_dashboard

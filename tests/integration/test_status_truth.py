@@ -7,7 +7,7 @@ import time
 import pytest
 
 from core import keys
-from ingest.worker import LUA
+from core.store.scripts import ALL as SCRIPTS
 from tests.servers import free_port
 from tests.workers import (STREAM, append_events, assert_stored_exactly, group_state,
                            ingest_status, scrape_metrics, wait_drained, worker_port)
@@ -69,7 +69,7 @@ def wait_events_table(database):
 
 
 def test_forget_consumers_removes_only_idle_consumers_holding_nothing(redis):
-    forget = redis.register_script((LUA / "forget_consumers.lua").read_text())
+    forget = redis.register_script(SCRIPTS["forget_consumers"].text)
     assert forget(keys=[STREAM], args=[keys.GROUP, 0, "me"]) == []  # no stream, no group
     append_events(redis, 5)
     assert forget(keys=[STREAM], args=[keys.GROUP, 0, "me"]) == []  # no group

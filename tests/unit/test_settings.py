@@ -25,6 +25,7 @@ def test_values_are_parsed_to_their_types():
     ("OG_EPSILON", "nan"), ("OG_BACKEND", "mongo"), ("OG_REDIS_TIMEOUT", "0"),
     ("OG_DATABASE_TIMEOUT", "-1"), ("OG_INGEST_BATCH_SIZE", "0"), ("REDIS_URL", "127.0.0.1:6379"),
     ("DATABASE_URL", "postgresql://x"), ("OG_CONVERSATION_TTL", "0"), ("OG_LOG_LEVEL", "loud"),
+    ("OG_CONVERSATION_TTL", "9223372036854775"),
     ("OG_BIND", "5000"), ("OG_WORKERS", "0"), ("OG_INGEST_METRICS_PORT", "70000"),
 ])
 def test_a_bad_value_is_refused_with_its_name(name, value):

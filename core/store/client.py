@@ -1,15 +1,21 @@
-"""Redis for the API and the worker: one plain Redis or a Redis Cluster, found from one URL.
+"""The one Redis client of the API, the worker, the rebuild and status: one plain Redis
+or a Redis Cluster, found from one URL.
 
 `is_cluster(url)` asks the node: REDIS_URL may name a plain Redis or any node of a
-cluster, and nothing else needs to say which. The worker and the tools get a redis-py
-client of the right kind from `connect()`. The API's request path uses
-CoalescingClient: concurrent requests of a process share pipelines, one per node per
-batch, routed by hash slot, following MOVED and ASK, reloading scripts on NOSCRIPT
-(per node), and, if asked, WAITing for replicas before any write is called done.
+cluster, and nothing else needs to say which. CoalescingClient sends the calls of
+concurrent callers in shared pipelines, one per node per batch, routed by hash slot.
 
-A write is sent again only when Redis said it did not run it (MOVED, ASK, TRYAGAIN,
-NOSCRIPT, CLUSTERDOWN before execution). A lost connection or a timeout after sending
-leaves the outcome unknown: that call fails (503), it is never sent a second time.
+Every state Redis can be in is classified here, once:
+- not run: MOVED and ASK (sent again where the slot is), NOSCRIPT (script loaded on that
+  node, sent again), TRYAGAIN, CLUSTERDOWN, MASTERDOWN, READONLY (a demoted master),
+  LOADING (slot map read again, a short pause, sent again). Still so after
+  MAX_REDIRECTS rounds, or refused for good (OOM, MISCONF, NOREPLICAS, BUSY, no node
+  reachable): NotRecorded. The caller may retry; the API answers 503 "not recorded".
+- outcome unknown: a timeout or lost connection after sending, a WAIT that came back
+  short (NotReplicated) or failed because the node was demoted meanwhile:
+  OutcomeUnknown. Never sent a second time; the API answers 503 "outcome unknown".
+- anything else (WRONGTYPE, NOGROUP, a bug) is the command's own reply, raised as is.
+Every connection taken from a pool is given back on every path, error or not.
 """
 import hashlib
 import threading
@@ -17,11 +23,10 @@ import time
 
 import redis
 from redis.backoff import NoBackoff
-from redis.cluster import RedisCluster
 from redis.crc import key_slot
-from redis.exceptions import (AskError, ClusterDownError, ConnectionError, MovedError,
-                              NoScriptError, RedisError, ResponseError, TimeoutError,
-                              TryAgainError)
+from redis.exceptions import (AskError, BusyLoadingError, ClusterDownError, ConnectionError,
+                              MovedError, NoScriptError, OutOfMemoryError, ReadOnlyError,
+                              RedisError, ResponseError, TimeoutError, TryAgainError)
 from redis.retry import Retry
 
 SLOTS = 16384
@@ -29,8 +34,19 @@ MAX_REDIRECTS = 5
 """MOVED/ASK/TRYAGAIN rounds per batch before a call fails: a slot moves at most once or
 twice during one reshard step."""
 TRYAGAIN_PAUSE_S = 0.02
+"""Pause before sending again what a node refused for its state (TRYAGAIN, CLUSTERDOWN,
+READONLY, LOADING): a slot map read again, then a few rounds within OG_REDIS_TIMEOUT."""
 WRITES = frozenset(("EVALSHA", "EVAL"))
 """Commands that change data: WAIT covers pipelines that hold one."""
+NOT_RUN = (TryAgainError, ClusterDownError, ReadOnlyError, BusyLoadingError)
+"""States of a node that refuse a command unrun and pass (MasterDownError is a
+ClusterDownError): sent again after a pause and a fresh slot map."""
+REFUSED = ("NOREPLICAS", "MISCONF", "BUSY ")
+"""Error replies (by code) of a node that refuses writes for a while: not run."""
+KEY_AT = {"XREADGROUP": None, "XGROUP": 2, "XINFO": 2, "BITOP": 2, "EVALSHA": None, "EVAL": None,
+          "TIME": 0, "INFO": 0, "CLUSTER": 0, "SCRIPT": 0, "WAIT": 0, "PING": 0}
+"""Where a command's routing key is, when it is not its first argument (0: none, any
+node; None: worked out in _route_key)."""
 SHORT_OF_REPLICAS_S = 1.0
 """After a node's WAIT came back short, its writes are refused unsent (not recorded) for
 this long: one slow WAIT a second per process, instead of one per batch, stalling every
@@ -49,35 +65,25 @@ def is_cluster(url, timeout=2.0):
         client.close()
 
 
-def connect(url, cluster=None, **options):
-    """A redis-py client for the worker and the tools: RedisCluster on a cluster.
-
-    On a cluster, keys of one partition share a hash tag ({p}), so every command and
-    script the worker runs touches one slot; a command over several partitions (a
-    multi-stream XREADGROUP) must be split per partition by the caller.
-    """
-    if cluster is None:
-        cluster = is_cluster(url, options.get("socket_connect_timeout", 2.0))
-    if cluster:
-        options.pop("health_check_interval", None)
-        return RedisCluster.from_url(url, **options)
-    return redis.Redis.from_url(url, **options)
+class Unavailable(ConnectionError):
+    """A state of Redis, not a bug: the caller backs off (the worker) or answers 503
+    (the API). str() says what happened to the call."""
 
 
-class NotReplicated(ConnectionError):
-    """WAIT saw fewer replicas than asked: the write happened on the master but may be
-    lost in a failover. Its outcome is unknown to the client."""
+class NotRecorded(Unavailable):
+    """Not run: refused before sending, or refused by Redis for its state."""
 
 
-class NotRecorded(ConnectionError):
-    """Refused before sending: the call was not run."""
-
-
-class OutcomeUnknown(ConnectionError):
+class OutcomeUnknown(Unavailable):
     """Sent, but no reply came (timeout, lost connection): the call may have run."""
 
 
-class ClusterDown(ConnectionError):
+class NotReplicated(OutcomeUnknown):
+    """WAIT saw fewer replicas than asked (or failed: the node was demoted): the write
+    happened on the master but may be lost in a failover."""
+
+
+class ClusterDown(NotRecorded):
     """No node could tell where the slot lives (the cluster is failing over, or down)."""
 
 
@@ -127,11 +133,20 @@ class Router:
                         **self._node_kwargs)
         return pool
 
+    def close(self):
+        """Disconnect every pool (the client may be used again: pools reconnect)."""
+        for pool in [self.single, *self._pools.values()]:
+            if pool is not None:
+                pool.disconnect()
+
     def node_of(self, key):
+        """The address of the node for `key` (for None: any master); None on a plain Redis."""
         if not self.cluster:
             return None
         if self._stale or self._slots is None:
             self.refresh()
+        if key is None:
+            return self._slots[0]
         return self._slots[key_slot(key.encode() if isinstance(key, str) else key)]
 
     def moved(self, slot, address):
@@ -179,11 +194,15 @@ class Router:
 
 
 def _route_key(command):
-    """The key a command is routed by: EVALSHA's first key, or the first argument."""
-    name = command[0]
-    if name in WRITES:
-        return command[3] if int(command[2]) > 0 else None
-    return command[1] if len(command) > 1 else None
+    """The key a command is routed by (None: any node will do)."""
+    name = command[0].upper() if isinstance(command[0], str) else command[0]
+    at = KEY_AT.get(name, 1)
+    if at is None:
+        if name == "XREADGROUP":  # ... STREAMS key [key ...] id [id ...]
+            names = [str(part).upper() for part in command]
+            return command[names.index("STREAMS") + 1]
+        return command[3] if int(command[2]) > 0 else None  # EVALSHA sha numkeys key...
+    return command[at] if 0 < at < len(command) else None
 
 
 class _Batch:
@@ -225,6 +244,9 @@ class CoalescingClient:
         self._in_flight = None
         self._short = {}  # node -> (until, acknowledged) after a short WAIT
 
+    def close(self):
+        self.router.close()
+
     def add_script(self, text):
         sha = hashlib.sha1(text.encode()).hexdigest()
         self.scripts[sha] = text
@@ -234,8 +256,9 @@ class CoalescingClient:
         """Run one command; return its reply or raise its error."""
         return self.execute_many([command])[0]
 
-    def execute_many(self, commands):
-        """Run commands in the shared pipelines; return their replies, raising the first error."""
+    def execute_many(self, commands, raise_errors=True):
+        """Run commands in the shared pipelines; return their replies, raising the first
+        error (or, with raise_errors=False, with each error in its command's place)."""
         with self._lock:
             batch = self._open
             start = len(batch.commands)
@@ -247,9 +270,10 @@ class CoalescingClient:
             # The leader always sets `done` (its finally), after bounded waits.
             batch.done.wait()
         replies = batch.replies[start:start + len(commands)]
-        for reply in replies:
-            if isinstance(reply, Exception):
-                raise reply
+        if raise_errors:
+            for reply in replies:
+                if isinstance(reply, Exception):
+                    raise reply
         return replies
 
     def _lead(self, batch, previous):
@@ -280,43 +304,50 @@ class CoalescingClient:
         for _round in range(MAX_REDIRECTS + 1):
             try:
                 by_node = self._group(commands, todo)
-            except RedisError as error:  # no slot map: nothing was sent
+            except (RedisError, OSError) as error:  # no slot map: nothing was sent
+                refused = error if isinstance(error, Unavailable) else NotRecorded(
+                    f"no redis node answers ({error}): not recorded; retry")
                 for index, _, _ in todo:
-                    replies[index] = error
+                    replies[index] = refused
                 return replies
             todo = []
             for node, items, reply_list in self._exchange(commands, by_node):
                 for (index, _, asking), reply in zip(items, reply_list):
                     again = self._redirect(commands[index], reply, node)
                     if again is None:
-                        replies[index] = reply
+                        replies[index] = _final(reply)
                     else:
                         todo.append((index, *again))
+                        replies[index] = reply
             if not todo:
                 return replies
             if any(node == "tryagain" for _, node, _ in todo):
                 time.sleep(TRYAGAIN_PAUSE_S)
                 todo = [(i, None if n == "tryagain" else n, a) for i, n, a in todo]
         for index, _, _ in todo:
-            replies[index] = ConnectionError(f"still redirected after {MAX_REDIRECTS} rounds "
-                                             "(a slot migrating?): not run")
+            replies[index] = NotRecorded(
+                f"redis refused it for {MAX_REDIRECTS + 1} rounds (last: {replies[index]}; a "
+                "failover or a slot migration under way?): not recorded; retry")
         return replies
 
     def _group(self, commands, todo):
         by_node = {}
         for index, node, asking in todo:
             if node is None:
-                key = _route_key(commands[index])
-                node = self.router.node_of(key) if key is not None else None
+                node = self.router.node_of(_route_key(commands[index]))
             by_node.setdefault(node, []).append((index, node, asking))
         return by_node
 
     def _redirect(self, command, reply, node):
         """(node, asking) to send the call to again, or None if `reply` is final."""
-        if not isinstance(reply, ResponseError) or isinstance(reply, NotReplicated):
+        if not isinstance(reply, (ResponseError, BusyLoadingError)):
             return None
         if isinstance(reply, NoScriptError) and command[0] == "EVALSHA" and command[1] in self.scripts:
-            self._load_script(node, command[1])
+            try:
+                self._load_script(node, command[1])
+            except (RedisError, OSError):  # that node is going away: a fresh map, a pause
+                self.router.lost()
+                return ("tryagain", False)
             return (node, False)
         if isinstance(reply, MovedError):  # the slot lives elsewhere now: not run
             target = _address(reply.host, reply.port)
@@ -324,7 +355,7 @@ class CoalescingClient:
             return (target, False)
         if isinstance(reply, AskError):  # the slot is migrating, the key is there: not run
             return (_address(reply.host, reply.port), True)
-        if isinstance(reply, (TryAgainError, ClusterDownError)):  # refused, not run
+        if isinstance(reply, NOT_RUN):  # the node's state refused it: not run
             self.router.lost()
             return ("tryagain", False)
         return None
@@ -342,75 +373,89 @@ class CoalescingClient:
             pool.release(connection)
 
     def _exchange(self, commands, by_node):
-        """Send every node its pipeline first, then read each: the nodes work in parallel."""
-        sent = []
-        now = time.monotonic()
-        for node, items in by_node.items():
-            until, acknowledged = self._short.get(node, (0.0, 0))
-            if now < until:
-                refused = NotRecorded(
-                    f"the Redis node for this key had {acknowledged} of {self.wait_replicas} "
-                    "replicas (OG_REDIS_WAIT_REPLICAS) a moment ago: not recorded; retry")
-                writes = [item for item in items if commands[item[0]][0] in WRITES]
-                if writes:
-                    sent.append((node, writes, None, None, refused, False))
-                items = [item for item in items if commands[item[0]][0] not in WRITES]
-                if not items:
+        """Send every node its pipeline first, then read each: the nodes work in parallel.
+        [(node, items, replies)]; every connection is released, whatever happens."""
+        results, sent = [], []
+        try:
+            for node, items in by_node.items():
+                items, refused = self._short_of_replicas(commands, node, items)
+                if refused:
+                    results.append(refused)
+                if items:
+                    sent.append(self._send_node(commands, node, items))
+        finally:
+            for index, exchange in enumerate(sent):
+                if exchange.connection is None:
+                    results.append((exchange.node, exchange.items, exchange.replies))
                     continue
-            pool = self.router.pool(node)
-            wire = []
-            for index, _, asking in items:
-                if asking:
-                    wire.append(("ASKING",))
-                wire.append(commands[index])
-            waits = self.wait_replicas > 0 and any(commands[i][0] in WRITES for i, _, _ in items)
-            if waits:
-                wire.append(("WAIT", self.wait_replicas, self.wait_timeout_ms))
-            try:
-                connection = pool.get_connection()
-            except (ConnectionError, TimeoutError, OSError) as error:
-                # Nothing was sent: these calls were not run.
-                self.router.lost()
-                sent.append((node, items, None, None, NotRecorded(
-                    f"cannot reach redis ({error}): not recorded; retry"), waits))
-                continue
-            try:
-                connection.send_packed_command(connection.pack_commands(wire), check_health=False)
-                sent.append((node, items, connection, pool, None, waits))
-            except (ConnectionError, TimeoutError, OSError) as error:
-                connection.disconnect()
-                pool.release(connection)
-                self.router.lost()
-                sent.append((node, items, None, None, _unknown(error), waits))
-            except BaseException:
-                connection.disconnect()
-                pool.release(connection)
-                raise
-        results = []
-        for node, items, connection, pool, error, waits in sent:
-            if connection is None:
-                results.append((node, items, [error] * len(items)))
-                continue
-            results.append((node, items, self._read(connection, pool, commands, items, waits, node)))
+                try:
+                    results.append((exchange.node, exchange.items, self._read(commands, exchange)))
+                except BaseException:
+                    # Interrupted (a killed greenlet): give back what was not read yet.
+                    for rest in sent[index + 1:]:
+                        if rest.connection is not None:
+                            rest.connection.disconnect()
+                            rest.pool.release(rest.connection)
+                    raise
         return results
 
-    def _read(self, connection, pool, commands, items, waits, node=None):
+    def _short_of_replicas(self, commands, node, items):
+        """(items to send, (node, writes, replies) refused unsent or None): a node whose
+        WAIT came back short a moment ago gets no writes for SHORT_OF_REPLICAS_S."""
+        until, acknowledged = self._short.get(node, (0.0, 0))
+        if time.monotonic() >= until:
+            return items, None
+        writes = [item for item in items if commands[item[0]][0] in WRITES]
+        if not writes:
+            return items, None
+        refusal = NotRecorded(
+            f"the Redis node for this key had {acknowledged} of {self.wait_replicas} "
+            "replicas (OG_REDIS_WAIT_REPLICAS) a moment ago: not recorded; retry")
+        return ([item for item in items if commands[item[0]][0] not in WRITES],
+                (node, writes, [refusal] * len(writes)))
+
+    def _send_node(self, commands, node, items):
+        """One node's pipeline, written; or its calls' replies if it was not sent."""
+        wire = []
+        for index, _, asking in items:
+            if asking:
+                wire.append(("ASKING",))
+            wire.append(commands[index])
+        waits = self.wait_replicas > 0 and any(commands[i][0] in WRITES for i, _, _ in items)
+        if waits:
+            wire.append(("WAIT", self.wait_replicas, self.wait_timeout_ms))
+        pool = self.router.pool(node)
+        try:
+            connection = pool.get_connection()
+        except (ConnectionError, TimeoutError, OSError) as error:
+            self.router.lost()  # nothing was sent: these calls were not run
+            return _Exchange(node, items, [NotRecorded(
+                f"cannot reach redis ({error}): not recorded; retry")] * len(items))
+        try:
+            connection.send_packed_command(connection.pack_commands(wire), check_health=False)
+        except (ConnectionError, TimeoutError, OSError) as error:
+            connection.disconnect()
+            pool.release(connection)
+            self.router.lost()
+            return _Exchange(node, items, [_unknown(error)] * len(items))
+        except BaseException:
+            connection.disconnect()
+            pool.release(connection)
+            raise
+        return _Exchange(node, items, None, connection, pool, waits)
+
+    def _read(self, commands, exchange):
+        """The replies of one node's pipeline; its connection is released here."""
+        connection, pool, items = exchange.connection, exchange.pool, exchange.items
         replies = []
         try:
             for index, _, asking in items:
                 if asking:
                     _read_reply(connection)  # ASKING's +OK
                 replies.append(_read_reply(connection))
-            if waits:
-                acknowledged = connection.read_response()
-                if acknowledged < self.wait_replicas:
-                    self._short[node] = (time.monotonic() + SHORT_OF_REPLICAS_S, acknowledged)
-                    short = NotReplicated(
-                        f"the write reached {acknowledged} of {self.wait_replicas} replicas within "
-                        f"{self.wait_timeout_ms} ms (OG_REDIS_WAIT_REPLICAS): outcome unknown, "
-                        "it may be lost in a failover; retry (a 409 on retry means it was recorded)")
-                    replies = [short if commands[i][0] in WRITES and not isinstance(r, Exception)
-                               else r for (i, _, _), r in zip(items, replies)]
+            if exchange.waits:
+                replies = self._waited(commands, items, replies, _read_reply(connection),
+                                       exchange.node)
         except (ConnectionError, TimeoutError, OSError) as error:
             # The connection state is unknown: drop it. Calls without a reply fail; whether
             # Redis ran them is unknown, so their requests get 503, never a second try.
@@ -418,7 +463,7 @@ class CoalescingClient:
             self.router.lost()
             error = _unknown(error)
             replies.extend([error] * (len(items) - len(replies)))
-            if waits and len(replies) == len(items):
+            if exchange.waits:  # the writes' replies came, WAIT's did not
                 replies = [error if commands[i][0] in WRITES else r
                            for (i, _, _), r in zip(items, replies)]
         except BaseException:
@@ -428,12 +473,52 @@ class CoalescingClient:
             pool.release(connection)
         return replies
 
+    def _waited(self, commands, items, replies, acknowledged, node):
+        """The writes' replies after WAIT answered `acknowledged` (a count, or an error:
+        the node was demoted to a replica after running them)."""
+        if isinstance(acknowledged, Exception):
+            self.router.lost()
+            short = NotReplicated(
+                f"the node that ran the write could not WAIT for replicas ({acknowledged}; "
+                "it was demoted meanwhile?): outcome unknown, it may be lost in the failover; "
+                "retry (a 409 on retry means it was recorded)")
+        elif acknowledged < self.wait_replicas:
+            self._short[node] = (time.monotonic() + SHORT_OF_REPLICAS_S, acknowledged)
+            short = NotReplicated(
+                f"the write reached {acknowledged} of {self.wait_replicas} replicas within "
+                f"{self.wait_timeout_ms} ms (OG_REDIS_WAIT_REPLICAS): outcome unknown, "
+                "it may be lost in a failover; retry (a 409 on retry means it was recorded)")
+        else:
+            return replies
+        return [short if commands[i][0] in WRITES and not isinstance(r, Exception) else r
+                for (i, _, _), r in zip(items, replies)]
+
+
+class _Exchange:
+    """One node's part of a batch: sent on `connection`, or answered already (`replies`)."""
+    __slots__ = ("node", "items", "replies", "connection", "pool", "waits")
+
+    def __init__(self, node, items, replies, connection=None, pool=None, waits=False):
+        self.node, self.items, self.replies = node, items, replies
+        self.connection, self.pool, self.waits = connection, pool, waits
+
 
 def _read_reply(connection):
     try:
         return connection.read_response()
-    except ResponseError as error:  # an error reply; the connection stays usable
+    except (ResponseError, BusyLoadingError) as error:  # an error reply; the connection stays usable
         return error
+
+
+def _final(reply):
+    """A reply as the caller gets it: the refusals of a node's state become NotRecorded."""
+    if isinstance(reply, OutOfMemoryError):
+        return NotRecorded("redis is out of memory (maxmemory): not recorded; writes are "
+                           "refused until it recovers, retry later")
+    if isinstance(reply, (*NOT_RUN, ResponseError)) and not isinstance(reply, Unavailable) and (
+            isinstance(reply, NOT_RUN) or str(reply).startswith(REFUSED)):
+        return NotRecorded(f"redis refuses it for now ({reply}): not recorded; retry")
+    return reply
 
 
 def _unknown(error):

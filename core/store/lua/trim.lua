@@ -14,30 +14,35 @@ local pending = redis.pcall('XPENDING', KEYS[1], ARGV[1])
 if pending['err'] then
   return 0
 end
+local group
+for _, g in ipairs(redis.call('XINFO', 'GROUPS', KEYS[1])) do
+  local info = {}
+  for i = 1, #g, 2 do info[g[i]] = g[i + 1] end
+  if info['name'] == ARGV[1] then group = info end
+end
+if not group then return 0 end
 local min_id
 if pending[1] > 0 then
   min_id = pending[2]
 else
-  local last
-  for _, group in ipairs(redis.call('XINFO', 'GROUPS', KEYS[1])) do
-    local info = {}
-    for i = 1, #group, 2 do info[group[i]] = group[i + 1] end
-    if info['name'] == ARGV[1] then last = info['last-delivered-id'] end
-  end
-  if not last then return 0 end
-  local ms, seq = string.match(last, '^(%d+)-(%d+)$')
+  local ms, seq = string.match(group['last-delivered-id'], '^(%d+)-(%d+)$')
   -- seq stays far below 2^53, so the Lua number prints as an integer.
   min_id = ms .. '-' .. string.format('%d', tonumber(seq) + 1)
 end
 local trimmed = redis.call('XTRIM', KEYS[1], 'MINID', min_id)
 
--- With nothing pending, what is left after the trim is exactly what no worker has been
--- given yet: the counter is set to it (this also starts it on a store that predates it,
--- and corrects entries appended by other means). Otherwise it lies between the pending
--- count and the stream's length.
+-- Undrained = pending + entries no worker has been given yet. With nothing pending,
+-- that is what is left after the trim. Under load something is always pending: then
+-- the group's lag (entries after its last-delivered id) gives the rest, when Redis
+-- knows it (it is nil after a restart from the AOF) and it is possible (at most the
+-- entries that are not pending). Otherwise the counter is only kept within its bounds.
+-- So the counter cannot drift for long, whether the worker is idle or not.
 local length = redis.call('XLEN', KEYS[1])
+local lag = group['lag']
 if pending[1] == 0 then
   redis.call('SET', KEYS[2], length)
+elseif type(lag) == 'number' and lag >= 0 and lag <= length - pending[1] then
+  redis.call('SET', KEYS[2], pending[1] + lag)
 else
   local counted = tonumber(redis.call('GET', KEYS[2]) or '0')
   if counted < pending[1] then

@@ -7,26 +7,32 @@
 -- KEYS[3] aggregates hash    og:{p}:stats
 -- KEYS[4] undrained counter  og:{p}:undrained
 -- KEYS[5] rebuild fence      og:{p}:fence
+-- KEYS[6] partition count    og:{p}:layout
 -- ARGV[1] uuid (canonical)   ARGV[2] backlog high-water mark, entries
 -- ARGV[3] conversation window, seconds: the followed-up key lives this long from now
--- ARGV[4] (optional) the conversation as og.events records it, "-<symbol><guess><ts>",
---         when its window has passed
+-- ARGV[4] the caller's partition count
+-- ARGV[5] (optional) the conversation as og.events records it (core/store/codec.py's
+--         Conversation), when its window has passed
 -- Returns 'ok', 'unknown' (not in the window: the caller may look in og.events and call
--- again with ARGV[4]), 'followed' (already followed up: 409), 'backlog' or 'fenced' (503);
+-- again with ARGV[5]), 'followed' (already followed up: 409), 'backlog', 'fenced' or 'layout' (503);
 -- nothing is written unless 'ok'.
 local conversation = redis.call('GET', KEYS[1])
 if not conversation then
-  if not ARGV[4] then
+  if not ARGV[5] then
     return 'unknown'
   end
-  conversation = ARGV[4]
+  conversation = ARGV[5]
 end
 if string.sub(conversation, 1, 1) == '+' then
   return 'followed'
 end
-local guard = redis.call('MGET', KEYS[4], KEYS[5])
+local guard = redis.call('MGET', KEYS[4], KEYS[5], KEYS[6])
 if guard[2] then
   return 'fenced'
+end
+if guard[3] ~= ARGV[4] then
+  if guard[3] then return 'layout' end
+  redis.call('SET', KEYS[6], ARGV[4])
 end
 if tonumber(guard[1] or '0') >= tonumber(ARGV[2]) then
   return 'backlog'

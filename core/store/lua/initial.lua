@@ -9,19 +9,28 @@
 -- KEYS[5] rebuild fence      og:{p}:fence
 -- KEYS[6] uuid filter        og:{p}:seen (core/seen.py: the same positions)
 -- KEYS[7] its size in bits   og:{p}:seen:bits
+-- KEYS[8] partition count    og:{p}:layout (the store's OG_STREAM_PARTITIONS)
 -- ARGV[1] uuid (canonical)   ARGV[2] symbol (a-z)   ARGV[3] guess ('1' vowel, '0' consonant)
 -- ARGV[4] conversation window, seconds   ARGV[5] backlog high-water mark, entries
 -- ARGV[6] the filter's bits if KEYS[7] is missing (0: no filter)
 -- ARGV[7] '1' when og.events was asked already
+-- ARGV[8] the caller's partition count
 -- Returns 'ok', 'exists' (the uuid already started a conversation: 409), 'backlog'
--- (more undrained entries than the mark: 503), 'fenced' (a rebuild runs: 503) or
+-- (more undrained entries than the mark: 503), 'fenced' (a rebuild runs: 503),
+-- 'layout' (the store has another partition count: 503, see core/keys.py) or
 -- 'check' (the filter may have seen the uuid, before its window: the caller asks
 -- og.events, then calls again with ARGV[7] = '1'); nothing is written unless 'ok'.
 local uuid, symbol, guess = ARGV[1], ARGV[2], ARGV[3]
 
-local guard = redis.call('MGET', KEYS[4], KEYS[5], KEYS[7])
+local guard = redis.call('MGET', KEYS[4], KEYS[5], KEYS[7], KEYS[8])
 if guard[2] then
   return 'fenced'
+end
+-- Checked on every write, not once at connect: a process started before a rebuild that
+-- changed the count would otherwise append to streams no worker reads.
+if guard[4] ~= ARGV[8] then
+  if guard[4] then return 'layout' end
+  redis.call('SET', KEYS[8], ARGV[8])  -- Redis lost it: the first writer records it again
 end
 -- Undrained, not XLEN: entries already written and acknowledged may wait behind a dead
 -- worker's pending ones to be trimmed, and are no backlog.
