@@ -6,6 +6,7 @@ og.migrations records which derived data is complete. The ingest worker writes t
 creates them when missing; the API reads them for /dashboard/range.
 """
 import hashlib
+from typing import NamedTuple
 
 from sqlalchemy import (CHAR, Boolean, Column, Computed, Enum, Index, Integer, MetaData,
                         SmallInteger, String, Table, case, create_engine, func, select)
@@ -147,6 +148,37 @@ def find_conversation(connection, uuid):
         .where(events.c.conversation_ts == started.conversation_ts,
                events.c.kind == "followup", events.c.uuid == uuid).limit(1)).first()
     return started.symbol, bool(started.guess), started.conversation_ts, followed is not None
+
+
+class StoredEvent(NamedTuple):
+    event_id: str
+    uuid: str
+    kind: str
+    symbol: str
+    guess: bool
+    ts_us: int
+    conversation_ts_us: int
+
+
+def entry_order(entry_id):
+    """A stream entry id as a number pair: ids compare so, not as strings."""
+    ms, _, seq = entry_id.partition("-")
+    return int(ms), int(seq)
+
+
+def events_after(connection, stream, entry_id, limit=50_000):
+    """The events of one stream partition stored with an entry id after `entry_id`, in id
+    order (a primary-key range from the id's millisecond on)."""
+    after = entry_order(entry_id)
+    rows = connection.execute(
+        select(events.c.event_id, events.c.uuid, events.c.kind, events.c.symbol, events.c.guess,
+               events.c.ts, events.c.conversation_ts)
+        .where(events.c.stream == stream, events.c.event_id >= f"{after[0]}-")
+        .limit(limit))
+    found = [StoredEvent(row.event_id, row.uuid, row.kind, row.symbol, bool(row.guess),
+                         timestamps.to_micros(row.ts), timestamps.to_micros(row.conversation_ts))
+             for row in rows if entry_order(row.event_id) > after]
+    return sorted(found, key=lambda event: entry_order(event.event_id))
 
 
 def uuid_key(uuid):

@@ -14,6 +14,9 @@ its uuid, which is also where its followup lands:
     og:{p}:dead        dead-letter stream: entries the worker could not write
     og:{p}:undrained   entries appended but not yet acknowledged by the ingest group
                        (lag + pending): the scripts add, the worker's acks subtract
+    og:{p}:stored      the newest entry id the ingest group acknowledged (so in og.events):
+                       after Redis went back in time, og.events rows past it that the
+                       stream lacks are what Redis lost (the worker replays them)
     og:{p}:seen        Bloom filter of every uuid that started a conversation (core/seen.py)
     og:{p}:seen:bits   its size in bits, which every API process follows (0: off)
     og:{p}:fence       present while `ingest rebuild` runs: writes answer 503 (PX-bounded,
@@ -54,6 +57,10 @@ def dead_letters(partition: int) -> str:
 
 def undrained(partition: int) -> str:
     return f"{PREFIX}:{{{partition}}}:undrained"
+
+
+def stored(partition: int) -> str:
+    return f"{PREFIX}:{{{partition}}}:stored"
 
 
 def seen(partition: int) -> str:

@@ -61,7 +61,8 @@ def build_worker(settings=None, metrics=None, store=None):
                   claim_idle_ms=settings.ingest_claim_idle_ms,
                   max_deliveries=settings.ingest_max_deliveries, metrics=metrics,
                   consumer_idle_ms=settings.ingest_consumer_idle_ms,
-                  commit_store=build_store(settings))
+                  commit_store=build_store(settings),
+                  conversation_ttl=settings.conversation_ttl)
 
 
 def _wait_for_redis(settings, stopping):

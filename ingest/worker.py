@@ -15,6 +15,13 @@ Read top to bottom, the failure paths are:
   An ack that fails leaves its entries pending; they are reclaimed and rewritten,
   which is harmless because rows are keyed by stream entry id and only rows really
   added count in the range buckets (ingest/writer.py).
+- Redis went back in time (the last second of an AOF with appendfsync everysec, a
+  failover to a replica that lagged): og.events may hold events whose effects Redis
+  lost (a followup's "+" on its conversation, the stats). After any Redis error, at
+  start and every CATCH_UP_EVERY_S, the stored events past the stored mark that the
+  stream lacks are given back to Redis (replay.lua): a retried followup is then a 409
+  again, and the dashboards equal og.events. One the API accepted again before that is
+  counted once in Redis and logged as a duplicate (og.events holds it twice).
 - a poison entry: a malformed one goes to the dead-letter stream at once; one the
   database rejects stays pending, is retried on reclaim, and is dead-lettered once it
   has been delivered max_deliveries times. Neither blocks the rest of its batch.
@@ -58,6 +65,8 @@ GAUGE_EVERY_S = 1.0
 REDIS_ERRORS = (ConnectionError, TimeoutError, OSError)
 """What Redis being away or in a passing state raises (core/store/client.Unavailable is
 a ConnectionError)."""
+CATCH_UP_EVERY_S = 5.0
+"""How often (besides after a Redis error) the worker looks for events Redis lost."""
 HANDOVER_WAIT_S = 0.5
 """How often the reader, waiting to hand a batch to a busy committer, checks for a stop."""
 ACK_CHUNK = 1000
@@ -78,7 +87,7 @@ class Batch:
 class Worker:
     def __init__(self, store, writer, name, partitions, batch_size, batch_ms,
                  claim_idle_ms, max_deliveries, metrics=None, consumer_idle_ms=60_000,
-                 commit_store=None):
+                 commit_store=None, conversation_ttl=3600):
         """`store`: the gateway the reader uses (core/store/gateway.py); `commit_store`:
         the committer's (its own client, so acks never queue behind a blocked read)."""
         self.store = store
@@ -91,6 +100,7 @@ class Worker:
         self.claim_idle_ms = claim_idle_ms
         self.max_deliveries = max_deliveries
         self.consumer_idle_ms = consumer_idle_ms
+        self.conversation_ttl = conversation_ttl
         self.metrics = metrics
         self.rows = Rows()
         self.stopping = threading.Event()
@@ -99,7 +109,10 @@ class Worker:
         self._claimed_at = 0.0
         self._forgot_at = 0.0
         self._gauges_at = 0.0
+        self._caught_up_at = 0.0
         self.written = 0
+        self.replayed = 0
+        self.duplicates = 0
         self.dead_lettered = 0
         self.failed = None  # why the worker stopped by itself, if it did
         self.consumers_removed = 0
@@ -138,6 +151,7 @@ class Worker:
                         break
                 except REDIS_ERRORS as error:
                     failures += 1
+                    self._caught_up_at = 0.0  # what came back may have lost its last writes
                     self._count_retry("redis")
                     log.warning("ingest %s: redis unavailable (%s); retry %d", self.name, error, failures)
                     self._backoff(failures)
@@ -191,6 +205,9 @@ class Worker:
             entries = self._claim()
         if entries and not self._hand_over(self._prepare(entries)):
             return False  # stopping: what was read stays pending, reclaimed later
+        if now - self._caught_up_at >= CATCH_UP_EVERY_S:
+            self._catch_up()
+            self._caught_up_at = now
         if now - self._forgot_at >= min(self.claim_idle_ms, self.consumer_idle_ms) / 1000:
             self._forgot_at = now
             self._forget_gone_consumers()
@@ -247,6 +264,35 @@ class Worker:
         if entries:
             log.info("ingest %s: reclaimed %d pending entries", self.name, len(entries))
         return entries
+
+    def _catch_up(self):
+        """Give Redis back the events og.events holds past each partition's stored mark
+        that its stream lacks: Redis lost them (it went back in time)."""
+        now_us = int(time.time() * 1_000_000)
+        for partition in range(self.partitions):
+            mark = self.store.stored_mark(partition)
+            if mark is None:  # nothing acknowledged yet, or Redis lost everything (rebuild)
+                continue
+            stored = self.writer.events_after(partition, mark)
+            if not stored:
+                continue
+            absent = set(self.store.absent(partition, [event.event_id for event in stored]))
+            for event in stored:
+                if event.event_id not in absent:
+                    continue  # still in the stream: pending or not yet acknowledged
+                age_s = (now_us - event.conversation_ts_us) // 1_000_000
+                ttl = self.conversation_ttl if event.kind == "followup" else max(
+                    1, self.conversation_ttl - age_s)
+                if self.store.replay(partition, event, ttl) == "applied":
+                    self.replayed += 1
+                else:
+                    self.duplicates += 1
+                    log.error("ingest %s: %s of %s was accepted again after Redis lost it: "
+                              "og.events holds it twice (entry %s of partition %d)", self.name,
+                              event.kind, event.uuid, event.event_id, partition)
+            if absent:
+                log.warning("ingest %s: Redis had lost %d stored events of partition %d; "
+                            "given back", self.name, len(absent), partition)
 
     def _forget_gone_consumers(self):
         """Remove the consumers of gone workers: nothing pending, idle past the bound

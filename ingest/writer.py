@@ -32,7 +32,7 @@ from typing import NamedTuple
 from sqlalchemy.exc import DBAPIError, ProgrammingError
 
 from core import range_buckets
-from core.event_store import create_tables, events
+from core.event_store import create_tables, events, events_after
 
 # MariaDB error numbers that belong to one row's values, not to the server's state.
 ROW_ERRORS = frozenset((
@@ -96,6 +96,14 @@ class EventWriter:
             raise DatabaseUnavailable(str(error.orig)) from error
         except TimeoutError as error:
             raise DatabaseUnavailable(str(error)) from error
+
+    def events_after(self, stream, entry_id):
+        """og.events' events of a stream partition after `entry_id` (core/event_store.py)."""
+        try:
+            with self.engine.connect() as connection:
+                return events_after(connection, stream, entry_id)
+        except DBAPIError as error:
+            raise DatabaseUnavailable(f"{type(error.orig).__name__}: {error.orig}") from error
 
     def write(self, rows):
         """Write rows; return (rows added, [Rejection] for the rows the database rejected

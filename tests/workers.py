@@ -113,6 +113,7 @@ class Load:
         self.lock = threading.Lock()
         self.accepted = set()
         self.uncertain = set()
+        self.not_recorded = set()  # answered 503 "not recorded": must never be stored
         self.symbol_of = {}
         self.statuses = Counter()
         self.reasons = Counter()  # the error texts of non-200 answers, for failure messages
@@ -192,6 +193,8 @@ class Load:
                 self.accepted.add(event)
             elif status in (None, 503):
                 self.uncertain.add(event)
+                if status == 503 and "not recorded" in str((body or {}).get("error", "")):
+                    self.not_recorded.add(event)
 
     def _loop(self, index):
         rng = random.Random(f"{self.seed}:{index}")

@@ -168,13 +168,32 @@ class Store:
 
     def ack(self, partition, ids):
         """ack.lua: acknowledge written entries and take them off the undrained counter."""
-        return self._run("ack", (keys.stream(partition), keys.undrained(partition)),
-                         (keys.GROUP, *ids))
+        return self._run("ack", (keys.stream(partition), keys.undrained(partition),
+                                 keys.stored(partition)), (keys.GROUP, *ids))
 
     def trim(self, partitions):
         """trim.lua on each partition: drop what the group acknowledged, true the counter."""
         self._each(SCRIPTS["trim"].command((keys.stream(p), keys.undrained(p)), (keys.GROUP,))
                    for p in partitions)
+
+    def stored_mark(self, partition):
+        """The newest entry id the group acknowledged in `partition` (None: none yet)."""
+        return self.client.execute("GET", keys.stored(partition))
+
+    def absent(self, partition, entry_ids):
+        """The ids of `entry_ids` that the partition's stream does not hold."""
+        stream = keys.stream(partition)
+        found = self._each(("XRANGE", stream, entry_id, entry_id, "COUNT", 1) for entry_id in entry_ids)
+        return [entry_id for entry_id, entries in zip(entry_ids, found) if not entries]
+
+    def replay(self, partition, event, ttl_s):
+        """replay.lua: give Redis back one event of `partition`'s stream that og.events
+        holds and Redis lost (a StoredEvent); 'applied' or 'duplicate'."""
+        return self._run("replay", (keys.conversation(partition, event.uuid), keys.stats(partition),
+                                    keys.seen(partition), keys.seen_bits(partition),
+                                    keys.stored(partition)),
+                         (event.kind, event.uuid, event.symbol, "1" if event.guess else "0",
+                          event.ts_us, event.conversation_ts_us, ttl_s, event.event_id))
 
     def bury(self, partition, entry_id, fields, reason):
         """dead_letter.lua: True if the entry was pending and is now in og:{p}:dead."""

@@ -2,6 +2,7 @@
 what is answered, what is stored, what is left pending. Each test failed on the code
 before the store gateway (core/store/)."""
 import random
+import shutil
 import time
 import zlib
 
@@ -14,7 +15,7 @@ from core.store.gateway import Store
 from ingest import rebuild
 from ingest.writer import EventWriter
 from tests.servers import RedisServer
-from tests.workers import STREAM, append_events, drain, new_uuid, stored_events
+from tests.workers import STREAM, append_events, drain, new_uuid, stored_counts, stored_events
 
 SYMBOLS = "abcdefghijklmnopqrstuvwxyz"
 
@@ -220,3 +221,56 @@ def test_a_demoted_master_under_wait_is_503_then_200_again_without_a_restart(mak
     finally:
         second.stop()
         first.stop()
+
+
+# --- Redis went back in time -------------------------------------------------------------
+
+
+def _warm(api):
+    """Until the in-process API answers again after its Redis restarted."""
+    deadline = time.monotonic() + 10
+    while api.client.get("/dashboard/symbol/a").status_code != 200:
+        assert time.monotonic() < deadline, "the API never answered again"
+        time.sleep(0.05)
+
+
+def test_events_redis_lost_but_og_events_holds_are_given_back_and_not_accepted_twice(
+        make_app, tmp_path, database):
+    server = RedisServer(tmp_path / "redis").start()
+    try:
+        api = make_app("redis", REDIS_URL=server.url)
+        post = lambda path, uuid, **more: api.client.post(  # noqa: E731
+            path, json={"uuid": uuid, **more}).status_code
+        older = [new_uuid() for _ in range(6)]
+        assert [post("/initial", u, symbol="o") for u in older] == [200] * 6
+        drain()
+        # What Redis will come back with: everything up to here.
+        server.stop()
+        snapshot = tmp_path / "snapshot"
+        shutil.copytree(server.data_dir / "appendonlydir", snapshot)
+        server.start()
+        _warm(api)
+        newer = [new_uuid() for _ in range(4)]
+        assert [post("/followup", u) for u in older[:3]] == [200] * 3
+        assert [post("/initial", u, symbol="n") for u in newer] == [200] * 4
+        drain()  # og.events holds them all
+        # Redis loses the last writes (as the last second of an everysec AOF, or a
+        # failover to a replica that lagged), with og.events already holding them.
+        server.stop()
+        shutil.rmtree(server.data_dir / "appendonlydir")
+        shutil.copytree(snapshot, server.data_dir / "appendonlydir")
+        server.start()
+        _warm(api)
+
+        worker = drain()  # the worker finds what Redis lost and gives it back
+        assert [post("/followup", u) for u in older[:3]] == [409] * 3
+        assert [post("/initial", u, symbol="n") for u in newer] == [409] * 4
+        assert worker.replayed == 7 and worker.duplicates == 0
+        assert post("/followup", older[3]) == 200  # one not followed up is still open
+        drain()
+        counts = {symbol: (n, f) for symbol, (n, f) in stored_counts(database).items()}
+        for symbol in "no":
+            body = api.client.get(f"/dashboard/symbol/{symbol}").get_json()
+            assert (body["count"], body["followups"]) == counts[symbol], (symbol, body)
+    finally:
+        server.stop()
