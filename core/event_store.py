@@ -166,7 +166,7 @@ def entry_order(entry_id):
     return int(ms), int(seq)
 
 
-def events_after(connection, stream, entry_id, limit=50_000):
+def events_after(connection, stream, entry_id, limit=200_000):
     """The events of one stream partition stored with an entry id after `entry_id`, in id
     order (a primary-key range from the id's millisecond on)."""
     after = entry_order(entry_id)

@@ -46,7 +46,7 @@ import time
 
 from redis.exceptions import ConnectionError, ResponseError, TimeoutError
 
-from core import keys
+from core import event_store, keys
 from core.store.codec import MalformedEntry, Rows
 from ingest.writer import DatabaseUnavailable
 
@@ -67,6 +67,15 @@ REDIS_ERRORS = (ConnectionError, TimeoutError, OSError)
 a ConnectionError)."""
 CATCH_UP_EVERY_S = 5.0
 """How often (besides after a Redis error) the worker looks for events Redis lost."""
+KEY_MARGIN_S = 60
+"""An event is judged by its conversation key only while the key has this long to live."""
+DEEP_AFTER_ERROR_S = 30.0
+"""For this long after a Redis error, catch-ups also judge the events stored since a
+little before it (a batch in flight may be committed late)."""
+LOOKBACK_MS = 30_000
+"""How far before the first error of an outage stored events are judged: what a node
+had not yet replicated when it failed, seen by the worker up to its socket timeout
+(10 s) later."""
 HANDOVER_WAIT_S = 0.5
 """How often the reader, waiting to hand a batch to a busy committer, checks for a stop."""
 ACK_CHUNK = 1000
@@ -110,6 +119,8 @@ class Worker:
         self._forgot_at = 0.0
         self._gauges_at = 0.0
         self._caught_up_at = 0.0
+        self._redis_failed_at = None  # monotonic time of the last Redis error
+        self._suspect_from = None  # entry id from which stored events are judged deeply
         self.written = 0
         self.replayed = 0
         self.duplicates = 0
@@ -151,7 +162,7 @@ class Worker:
                         break
                 except REDIS_ERRORS as error:
                     failures += 1
-                    self._caught_up_at = 0.0  # what came back may have lost its last writes
+                    self._redis_failed()
                     self._count_retry("redis")
                     log.warning("ingest %s: redis unavailable (%s); retry %d", self.name, error, failures)
                     self._backoff(failures)
@@ -206,7 +217,8 @@ class Worker:
         if entries and not self._hand_over(self._prepare(entries)):
             return False  # stopping: what was read stays pending, reclaimed later
         if now - self._caught_up_at >= CATCH_UP_EVERY_S:
-            self._catch_up()
+            failed_at = self._redis_failed_at
+            self._catch_up(deep=failed_at is not None and now - failed_at < DEEP_AFTER_ERROR_S)
             self._caught_up_at = now
         if now - self._forgot_at >= min(self.claim_idle_ms, self.consumer_idle_ms) / 1000:
             self._forgot_at = now
@@ -265,34 +277,53 @@ class Worker:
             log.info("ingest %s: reclaimed %d pending entries", self.name, len(entries))
         return entries
 
-    def _catch_up(self):
-        """Give Redis back the events og.events holds past each partition's stored mark
-        that its stream lacks: Redis lost them (it went back in time)."""
+    def _catch_up(self, deep=False):
+        """Give Redis back the events og.events holds that Redis lost (it went back in
+        time): lost.lua judges the stored events past each partition's stored mark and,
+        when `deep` (for a while after a Redis error), every event stored since a little
+        before the error: acks on the node that took over may have moved the mark on."""
         now_us = int(time.time() * 1_000_000)
         for partition in range(self.partitions):
             mark = self.store.stored_mark(partition)
-            if mark is None:  # nothing acknowledged yet, or Redis lost everything (rebuild)
+            if mark is None:  # nothing acknowledged yet, or Redis lost it all (rebuild)
                 continue
-            stored = self.writer.events_after(partition, mark)
-            if not stored:
+            since = min(mark, self._suspect_from if deep else mark, key=event_store.entry_order)
+            self._give_back(partition, since, now_us)
+
+    def _give_back(self, partition, since, now_us):
+        """Replay what lost.lua says Redis lost of the events stored after `since`."""
+        stored = self.writer.events_after(partition, since)
+        codes = self.store.lost(partition, stored) if stored else []
+        # Code 2 is judged by the conversation key, which lives a window from its event:
+        # only events well within the window can be judged so.
+        judged_us = now_us - (self.conversation_ttl - KEY_MARGIN_S) * 1_000_000
+        given = 0
+        for event, code in zip(stored, codes):
+            if not code or (code == 2 and event.ts_us < judged_us):
                 continue
-            absent = set(self.store.absent(partition, [event.event_id for event in stored]))
-            for event in stored:
-                if event.event_id not in absent:
-                    continue  # still in the stream: pending or not yet acknowledged
-                age_s = (now_us - event.conversation_ts_us) // 1_000_000
-                ttl = self.conversation_ttl if event.kind == "followup" else max(
-                    1, self.conversation_ttl - age_s)
-                if self.store.replay(partition, event, ttl) == "applied":
-                    self.replayed += 1
-                else:
-                    self.duplicates += 1
-                    log.error("ingest %s: %s of %s was accepted again after Redis lost it: "
-                              "og.events holds it twice (entry %s of partition %d)", self.name,
-                              event.kind, event.uuid, event.event_id, partition)
-            if absent:
-                log.warning("ingest %s: Redis had lost %d stored events of partition %d; "
-                            "given back", self.name, len(absent), partition)
+            age_s = (now_us - event.conversation_ts_us) // 1_000_000
+            ttl = self.conversation_ttl if event.kind == "followup" else max(
+                1, self.conversation_ttl - age_s)
+            if self.store.replay(partition, event, ttl) == "applied":
+                given += 1
+            else:
+                self.duplicates += 1
+                log.error("ingest %s: %s of %s was accepted again after Redis lost it: "
+                          "og.events holds it twice (entry %s of partition %d)", self.name,
+                          event.kind, event.uuid, event.event_id, partition)
+        if given:
+            self.replayed += given
+            log.warning("ingest %s: Redis had lost %d stored events of partition %d; "
+                        "given back", self.name, given, partition)
+
+    def _redis_failed(self):
+        """What came back may have lost its last writes: catch up at once, deeply, from
+        a little before the first error of this outage."""
+        now = time.monotonic()
+        if self._redis_failed_at is None or now - self._redis_failed_at >= DEEP_AFTER_ERROR_S:
+            self._suspect_from = f"{int(time.time() * 1000) - LOOKBACK_MS}-0"
+        self._redis_failed_at = now
+        self._caught_up_at = 0.0
 
     def _forget_gone_consumers(self):
         """Remove the consumers of gone workers: nothing pending, idle past the bound
@@ -328,6 +359,7 @@ class Worker:
                 log.warning("ingest %s: stopping during an outage; %d entries left pending",
                             self.name, len(batch.entries))
             except REDIS_ERRORS as error:
+                self._redis_failed()
                 log.warning("ingest %s: redis unavailable after the write (%s); %d entries left "
                             "pending, to be reclaimed", self.name, error, len(batch.entries))
             except ResponseError as error:

@@ -52,4 +52,5 @@ def assert_symbol_dashboards_match_events(get, engine):
     for symbol in "abcdefghijklmnopqrstuvwxyz":
         status, body = get(f"/dashboard/symbol/{symbol}")
         assert status == 200, (symbol, status, body)
-        assert (body["count"], body["followups"]) == counts.get(symbol, (0, 0)), (symbol, body)
+        assert (body["count"], body["followups"]) == counts.get(symbol, (0, 0)), (
+            symbol, body, "og.events:", counts.get(symbol))

@@ -15,6 +15,8 @@ from core.store.client import CoalescingClient, NotRecorded, Router, is_cluster
 from core.store.codec import Conversation, SymbolStats
 from core.store.scripts import ALL as SCRIPTS
 
+LOST_CHUNK = 1000
+"""Entry ids per lost.lua call (Lua's unpack and one script's run time stay small)."""
 MAX_CONNECTIONS = 64
 """Connections per node per client: one batch is on the wire at a time, so a few are
 ever in use; the bound only matters if one leaked, which would then be loud."""
@@ -180,15 +182,19 @@ class Store:
         """The newest entry id the group acknowledged in `partition` (None: none yet)."""
         return self.client.execute("GET", keys.stored(partition))
 
-    def absent(self, partition, entry_ids):
-        """The ids of `entry_ids` that the partition's stream does not hold."""
-        stream = keys.stream(partition)
-        found = self._each(("XRANGE", stream, entry_id, entry_id, "COUNT", 1) for entry_id in entry_ids)
-        return [entry_id for entry_id, entries in zip(entry_ids, found) if not entries]
+    def lost(self, partition, events):
+        """lost.lua: per StoredEvent of `partition`, 0 Redis has it, 1 or 2 it lost it."""
+        codes = []
+        for at in range(0, len(events), LOST_CHUNK):
+            chunk = events[at:at + LOST_CHUNK]
+            codes += self._run("lost", (keys.stream(partition), keys.stored(partition),
+                                        *(keys.conversation(partition, e.uuid) for e in chunk)),
+                               [f"{e.kind}:{e.event_id}" for e in chunk])
+        return codes
 
     def replay(self, partition, event, ttl_s):
         """replay.lua: give Redis back one event of `partition`'s stream that og.events
-        holds and Redis lost (a StoredEvent); 'applied' or 'duplicate'."""
+        holds and Redis lost (a StoredEvent): 'applied' or 'duplicate'."""
         return self._run("replay", (keys.conversation(partition, event.uuid), keys.stats(partition),
                                     keys.seen(partition), keys.seen_bits(partition),
                                     keys.stored(partition)),

@@ -8,9 +8,9 @@
 -- ARGV[1] kind   ARGV[2] uuid   ARGV[3] symbol   ARGV[4] guess   ARGV[5] ts (epoch us)
 -- ARGV[6] the conversation's ts   ARGV[7] seconds the conversation key should live
 -- ARGV[8] the event's entry id: the stored mark moves up to it
--- Returns 'applied', or 'duplicate' when the conversation key already says what this
--- event would (the API accepted the same event again before the replay: og.events
--- will hold it twice; counted once here). Idempotent: a second replay is 'duplicate'.
+-- Returns 'applied', or 'duplicate' when the conversation key has it already (lost.lua
+-- found it lost, and the API accepted the same event again since: og.events will hold
+-- it twice; counted once here). A second replay of one event is 'duplicate'.
 local kind, uuid, symbol, guess, ts, cts = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6]
 
 local function newer(a, b)  -- entry ids compare as (ms, seq) numbers (as in ack.lua)
