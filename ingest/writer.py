@@ -115,6 +115,9 @@ class EventWriter:
         """
         if not rows:
             return 0, []
+        # One row per key: a batch holding an entry twice (a reclaim that returned it
+        # again) must not count it twice in the buckets of the careful path.
+        rows = list({(row[0], row[1]): row for row in rows}.values())
         try:
             return self._insert(rows)
         except DBAPIError as error:

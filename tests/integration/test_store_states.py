@@ -14,6 +14,7 @@ from core.store.codec import Rows
 from core.store.gateway import Store
 from ingest import rebuild
 from ingest.writer import EventWriter
+from tests.range_oracle import assert_buckets_exact
 from tests.servers import RedisServer
 from tests.workers import STREAM, append_events, drain, new_uuid, stored_counts, stored_events
 
@@ -274,3 +275,19 @@ def test_events_redis_lost_but_og_events_holds_are_given_back_and_not_accepted_t
             assert (body["count"], body["followups"]) == counts[symbol], (symbol, body)
     finally:
         server.stop()
+
+
+def test_a_batch_holding_an_entry_twice_counts_it_once(make_app, database):
+    make_app("redis")
+    writer = EventWriter(event_store.build_engine(database.url))
+    writer.create_tables()
+    ts = str(int(time.time() * 1e6))
+    rows = Rows()
+    first = rows.row(0, f"{ts[:13]}-0", {"kind": "initial", "uuid": new_uuid(), "symbol": "d",
+                                         "guess": "0", "ts": ts, "cts": ts})
+    second = rows.row(0, f"{ts[:13]}-1", {"kind": "initial", "uuid": new_uuid(), "symbol": "d",
+                                          "guess": "0", "ts": ts, "cts": ts})
+    assert writer.write([first]) == (1, [])
+    # The careful path (a row already stored) with the new row in the batch twice.
+    assert writer.write([first, second, second]) == (1, [])
+    assert_buckets_exact(database)
