@@ -9,8 +9,11 @@ app sees it, and that the answers the app would give as HTML are JSON:
 - a body over 1 KiB is a 413, chunked or not, never silently cut at 1 KiB;
 - a body shorter than its Content-Length (the client half-closed) is a 400: a prefix
   that happens to be valid JSON is not stored;
-- OPTIONS answers JSON (the methods a route allows) instead of Flask's empty HTML.
-The app then reads the body from memory.
+- OPTIONS answers JSON (the methods a route allows) instead of Flask's empty HTML;
+- a 405 carries the Allow header RFC 9110 requires (the app's error handler keeps only
+  the description of Flask's MethodNotAllowed, not its headers).
+The app then reads the body from memory. HEAD works wherever GET does: Flask's routes
+and the page's paths answer it with GET's headers and no body.
 
 Beside the app, for people rather than programs: the page at `/` with its files under
 /page/ (server/assets.py), and the one JSON answer it refreshes itself from,
@@ -110,7 +113,19 @@ def application(environ, start_response):
     environ["wsgi.input"] = io.BytesIO(body)
     environ["CONTENT_LENGTH"] = str(len(body))
     environ.pop("HTTP_TRANSFER_ENCODING", None)
-    return app(environ, start_response)
+    return app(environ, _allow_on_405(environ, start_response))
+
+
+def _allow_on_405(environ, start_response):
+    """start_response, adding Allow to the app's 405 (a method the route lacks).
+
+    The app decides (its url_map is the one truth about methods); only its answer gains
+    the header. Looked up on a 405 alone, off the routes' hot path."""
+    def start(status, headers, exc_info=None):
+        if status.startswith("405"):
+            headers = [*headers, ("Allow", ", ".join(_allowed_methods(environ)))]
+        return start_response(status, headers, exc_info)
+    return start
 
 
 def _allowed_methods(environ):
