@@ -52,27 +52,18 @@ local bits = tonumber(guard[3] or ARGV[6])
 if not guard[3] then
   redis.call('SET', KEYS[7], ARGV[6])
 end
-local positions = {}
 if bits > 0 then
-  local digest = redis.sha1hex(uuid)
+  -- One BITFIELD sets the uuid's four bits and answers what they were: all four set
+  -- already means the filter has (probably) seen it, and then the SETs changed nothing.
+  local digest, ops = redis.sha1hex(uuid), {}
   for i = 0, 3 do
-    positions[#positions + 1] = tonumber(string.sub(digest, 8 * i + 1, 8 * i + 8), 16) % bits
+    local position = tonumber(string.sub(digest, 8 * i + 1, 8 * i + 8), 16) % bits
+    ops[4 * i + 1], ops[4 * i + 2], ops[4 * i + 3], ops[4 * i + 4] = 'SET', 'u1', position, 1
   end
-  if ARGV[7] ~= '1' then
-    local seen = true
-    for _, position in ipairs(positions) do
-      if redis.call('GETBIT', KEYS[6], position) == 0 then
-        seen = false
-        break
-      end
-    end
-    if seen then
-      redis.call('DEL', KEYS[1])  -- nothing written: the caller decides first
-      return 'check'
-    end
-  end
-  for _, position in ipairs(positions) do
-    redis.call('SETBIT', KEYS[6], position, 1)
+  local was = redis.call('BITFIELD', KEYS[6], unpack(ops))
+  if ARGV[7] ~= '1' and was[1] == 1 and was[2] == 1 and was[3] == 1 and was[4] == 1 then
+    redis.call('DEL', KEYS[1])  -- nothing written: the caller decides first
+    return 'check'
   end
 end
 
