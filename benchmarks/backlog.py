@@ -8,6 +8,7 @@ import time
 
 from core import pipeline
 from core import keys
+from core.store.gateway import Store
 
 INTERVAL_S = 0.5
 
@@ -50,14 +51,14 @@ class Sampler:
 class BacklogSampler(Sampler):
     """Samples (seconds since start, stream length, lag, pending) every interval."""
 
-    def __init__(self, redis_client, partitions=1, interval=INTERVAL_S):
+    def __init__(self, redis_url, partitions=1, interval=INTERVAL_S):
         super().__init__()
-        self.redis = redis_client
+        self.store = Store.connect(redis_url, partitions, timeout=10)
         self.partitions = partitions
         self.interval = interval
 
     def sample(self, at):
-        report = pipeline.collect(self.redis, self.partitions)
+        report = pipeline.collect(self.store)
         return {"t": round(at, 3),
                 "length": sum(p["length"] for p in report),
                 "lag": sum(p["lag"] for p in report),

@@ -19,8 +19,8 @@ import redis  # noqa: E402
 
 from benchmarks.stack import Stack  # noqa: E402
 from core import keys  # noqa: E402
-from core.redis_client import CoalescingClient  # noqa: E402
-from server.redis_interface import Script  # noqa: E402
+from core.store.client import CoalescingClient  # noqa: E402
+from core.store.scripts import ALL as SCRIPTS  # noqa: E402
 
 
 def _run(greenlets, calls, one_call):
@@ -44,7 +44,7 @@ def main(argv=None):
         url = stack.redis().url
         pool = redis.ConnectionPool.from_url(url, decode_responses=True, socket_timeout=2)
         plain = redis.Redis(connection_pool=pool)
-        script = Script("initial")
+        script = SCRIPTS["initial"]
         plain.script_load(script.text)
         coalescing = CoalescingClient(pool)
         sent = []
@@ -52,13 +52,13 @@ def main(argv=None):
         coalescing._send = lambda commands: sent.append(len(commands)) or original(commands)
 
         def keys_of(u):
-            return (*keys.script_keys(0, u), *keys.filter_keys(0))
+            return keys.initial_keys(0, u)
 
         def coalesced(u):
-            coalescing.execute(*script.command(keys_of(u), (u, "a", "1", 3600, 10**9, 0, "0")))
+            coalescing.execute(*script.command(keys_of(u), (u, "a", "1", 3600, 10**9, 0, "0", 1)))
 
         def unbatched(u):
-            plain.evalsha(script.sha, len(keys_of(u)), *keys_of(u), u, "a", "1", 3600, 10**9, 0, "0")
+            plain.evalsha(script.sha, len(keys_of(u)), *keys_of(u), u, "a", "1", 3600, 10**9, 0, "0", 1)
 
         for label, call in (("coalesced", coalesced), ("plain evalsha", unbatched)):
             cpu_us, wall_us = _run(args.greenlets, args.calls, call)

@@ -97,7 +97,7 @@ def into_events(connection, events):
 def into_streams(redis_client, events, partitions, seed=None):
     """XADD `events` entries over the streams of `partitions` partitions, each entry into
     the partition its uuid maps to (keys.partition_of, as the API does: a followup lands
-    beside its initial), fields as server/lua/*.lua write them. The same `seed` gives the same entries whatever `partitions` is.
+    beside its initial), fields as core/store/lua/*.lua write them. The same `seed` gives the same entries whatever `partitions` is.
 
     On a Redis Cluster `redis_client` is a redis.RedisCluster: each pipeline is sent as
     one per node. Returns the number of entries added."""
@@ -122,5 +122,5 @@ def into_streams(redis_client, events, partitions, seed=None):
 
 
 def into_stream(redis_client, events):
-    """XADD `events` entries into partition 0's stream, fields as server/lua/*.lua write."""
+    """XADD `events` entries into partition 0's stream, fields as core/store/lua/*.lua write."""
     return into_streams(redis_client, events, 1)

@@ -183,7 +183,7 @@ def _drain(results, figures):
             for r in d["batch_sizes"] + [d["headline"]]]
     text = [
         "## Drain: one worker process, backlog to MariaDB\n",
-        "The stream is filled directly with XADD (fields as server/lua/*.lua write them), then "
+        "The stream is filled directly with XADD (fields as core/store/lua/*.lua write them), then "
         "`python -m ingest run --burst` drains it; the time is the worker's own, from its "
         "*starting* to its *stopped* log line. CPU µs/event counts the whole process "
         "(start-up included). The last row is the headline backlog at the default batch size.\n",

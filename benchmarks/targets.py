@@ -176,7 +176,7 @@ class Target:
         """Run the loads together (each a callable starting a LoadProcess), and `during()`
         meanwhile if given; their results, the cores each role used, and the backlog."""
         meter = cpu.CpuMeter(self.cpu_roles()).start()
-        sampler = (BacklogSampler(self.redis, self.partitions) if self.redis
+        sampler = (BacklogSampler(self.stack.redis_url(self.store), self.partitions) if self.redis
                    else contextlib.nullcontext())
         running = []
         try:
@@ -207,7 +207,7 @@ class Target:
             return None
         started = time.monotonic()
         if self.worker_running:
-            sampler = BacklogSampler(self.redis, self.partitions)
+            sampler = BacklogSampler(self.stack.redis_url(self.store), self.partitions)
             while _undrained(sampler.sample(0)) > 0:
                 if time.monotonic() - started > DRAIN_WAIT_S:
                     raise RuntimeError(f"{self.label}: the worker did not catch up in {DRAIN_WAIT_S} s")
@@ -221,7 +221,7 @@ class Target:
         if self.backend != "redis":
             return None
         stored = count_events(self.stack, self.store) - self.events_before
-        left = BacklogSampler(self.redis, self.partitions).sample(0)
+        left = BacklogSampler(self.stack.redis_url(self.store), self.partitions).sample(0)
         verdict = {"appended": entries_added(self.redis, self.partitions) - self.added_before,
                    "stored": stored,
                    "answered_200": self.accepted, "undrained": _undrained(left),

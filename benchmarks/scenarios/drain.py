@@ -1,6 +1,6 @@
 """The drain: events/s that ONE ingest worker process writes into MariaDB from a backlog.
 
-The stream is filled directly (XADD, fields as server/lua/initial.lua and followup.lua
+The stream is filled directly (XADD, fields as core/store/lua/initial.lua and followup.lua
 write them), then `python -m ingest run --burst` drains it and exits. The rate is
 measured by the worker's own clock: from its "starting" log line to its "stopped" line.
 """
@@ -50,7 +50,7 @@ def _drain(stack, events, batch_size):
         env = stack.env("redis", OG_INGEST_BATCH_SIZE=batch_size)
         meter = cpu.CpuMeter({"mariadb": cpu.pid_of(stack.started_mariadb()),
                               "redis": cpu.pid_of(stack.started_redis())}).start()
-        with BacklogSampler(client, interval=0.1) as sampler:
+        with BacklogSampler(stack.redis_url(), interval=0.1) as sampler:
             worker = load.LoadProcess([PYTHON, "-m", "ingest", "run", "--burst"], DRAIN_BOUND_S, env)
             code, text, worker_cpu, wall = worker.wait()
         cores = meter.stop()

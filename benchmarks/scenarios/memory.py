@@ -1,6 +1,6 @@
 """Redis memory per conversation and per stream entry (INFO memory used_memory).
 
-N conversations are run through the API's own Lua scripts (server/lua/, the same keys
+N conversations are run through the API's own Lua scripts (core/store/lua/, the same keys
 and arguments as RedisInterface, pipelined so that it takes seconds), half of them
 followed up, with no worker draining. Then `python -m ingest run --burst` drains and
 trims the stream: what remains is the conversation keys (and the stats hash).
@@ -12,7 +12,8 @@ from string import ascii_lowercase
 
 from benchmarks.targets import count_events, reset_store
 from core import config, keys
-from server.redis_interface import Script
+from core.store.gateway import Store
+from core.store.scripts import ALL as SCRIPTS
 
 log = logging.getLogger("benchmarks")
 
@@ -23,26 +24,21 @@ def _used(client):
     return client.info("memory")["used_memory"]
 
 
-def _conversations(client, count):
-    initial, followup = Script("initial"), Script("followup")
+def _conversations(store, count):
+    initial, followup = SCRIPTS["initial"], SCRIPTS["followup"]
     ttl, high_water = config.DEFAULT_CONVERSATION_TTL, config.DEFAULT_BACKLOG_HIGH_WATER
     rng = random.Random(5)
-    for script in (initial, followup):
-        client.script_load(script.text)
     events = 0
     for start in range(0, count, PIPELINE):
-        pipe = client.pipeline(transaction=False)
         uuids = [str(uuidlib.UUID(int=rng.getrandbits(128), version=4))
                  for _ in range(min(PIPELINE, count - start))]
-        for uuid in uuids:
-            # Without the uuid filter: its fixed size (OG_UUID_FILTER_MB) is not per conversation.
-            pipe.execute_command(*initial.command(
-                (*keys.script_keys(0, uuid), *keys.filter_keys(0)),
-                (uuid, rng.choice(ascii_lowercase), rng.choice("01"), ttl, high_water, 0, "0")))
-        for uuid in uuids[::2]:
-            pipe.execute_command(*followup.command(keys.script_keys(0, uuid),
-                                                   (uuid, high_water, ttl)))
-        replies = pipe.execute()
+        # Without the uuid filter: its fixed size (OG_UUID_FILTER_MB) is not per conversation.
+        commands = [initial.command(keys.initial_keys(0, uuid),
+                                    (uuid, rng.choice(ascii_lowercase), rng.choice("01"), ttl,
+                                     high_water, 0, "0", 1)) for uuid in uuids]
+        commands += [followup.command(keys.followup_keys(0, uuid), (uuid, high_water, ttl, 1))
+                     for uuid in uuids[::2]]
+        replies = store.client.execute_many(commands)
         if set(replies) != {"ok"}:
             raise RuntimeError(f"unexpected script replies: {set(replies)}")
         events += len(replies)
@@ -54,7 +50,9 @@ def run(stack, plan):
     client = stack.redis().client()
     try:
         empty = _used(client)
-        events = _conversations(client, plan.memory_conversations)
+        store = Store.connect(stack.redis_url(), 1, timeout=10)
+        events = _conversations(store, plan.memory_conversations)
+        store.close()
         with_stream = _used(client)
         stream_length = client.xlen(keys.stream(0))
         sample_key = next(client.scan_iter(match=keys.conversation(0, "*"), count=1000))
