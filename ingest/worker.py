@@ -338,8 +338,6 @@ class Worker:
         return removed
 
     def _prepare(self, entries):
-        # An entry read twice (a reclaim can return one again) is written and acked once.
-        entries = list({(p, i): (p, i, f) for p, i, f in entries}.values())
         rows, malformed = [], []
         for partition, entry_id, fields in entries:
             try:

@@ -115,9 +115,6 @@ class EventWriter:
         """
         if not rows:
             return 0, []
-        # One row per key: a batch holding an entry twice (a reclaim that returned it
-        # again) must not count it twice in the buckets of the careful path.
-        rows = list({(row[0], row[1]): row for row in rows}.values())
         try:
             return self._insert(rows)
         except DBAPIError as error:
@@ -149,6 +146,9 @@ class EventWriter:
                 return self._insert_carefully(connection, rows)
 
     def _insert_carefully(self, connection, rows):
+        # One row per key: a batch holding an entry twice (a reclaim that returned it
+        # again) must not count it twice. (The first attempt's row count sees a repeat.)
+        rows = list({(row[0], row[1]): row for row in rows}.values())
         # A locking read sees the latest committed rows, not this transaction's snapshot,
         # and holds the gaps of the missing keys until COMMIT.
         stored = {(s, i): (u, k) for s, i, u, k in connection.exec_driver_sql(_STORED.format(

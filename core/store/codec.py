@@ -124,6 +124,9 @@ class EventRow(NamedTuple):
     conversation_ts: str
 
 
+_new_row = tuple.__new__
+
+
 class MalformedEntry(ValueError):
     """The entry cannot become a row; str() says why."""
 
@@ -163,5 +166,6 @@ class Rows:
             raise MalformedEntry(f"bad guess {guess!r}")
         if not _MICROS.match(ts) or not _MICROS.match(conversation_ts):
             raise MalformedEntry(f"bad timestamp {ts!r} / {conversation_ts!r}")
-        return EventRow(partition, entry_id, uuid, kind, symbol, int(guess),
-                        self._datetime(ts), self._datetime(conversation_ts))
+        # tuple.__new__: a NamedTuple's own constructor costs ~0.7 us an event here.
+        return _new_row(EventRow, (partition, entry_id, uuid, kind, symbol, int(guess),
+                                   self._datetime(ts), self._datetime(conversation_ts)))

@@ -166,7 +166,9 @@ class Store:
                             for entry_id, flat in claimed if flat]
                 if start == "0-0":
                     break
-        return entries
+        # Once each: a claim has been seen to return an entry twice (under failovers),
+        # and a batch must write and acknowledge it once.
+        return list({(p, i): (p, i, f) for p, i, f in entries}.values())
 
     def ack(self, partition, ids):
         """ack.lua: acknowledge written entries and take them off the undrained counter."""
