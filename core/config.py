@@ -18,7 +18,7 @@ LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 
 DEFAULT_CONVERSATION_TTL = 3600
 """Seconds a conversation is remembered in Redis for its followup and its uuid's 409.
-Measured ~190 bytes of Redis memory per conversation (see discussion.txt)."""
+Measured ~200 bytes of Redis memory per conversation (benchmark "memory")."""
 MAX_CONVERSATION_TTL = 365 * 86400
 """A year: Redis refuses an expiry past ~2^63 ms, which a larger window would make every
 /initial hit (a 500); conversations older than the window are judged from og.events."""

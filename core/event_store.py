@@ -48,7 +48,7 @@ events = Table(
     # A followup after its conversation's window, or a reused uuid, looks the conversation
     # up here. Only initial rows have a key, and an 8-byte one: followup rows all index
     # NULL, in primary-key (time) order, so they append; initial rows are the only
-    # random inserts, as small as they can be (discussion.txt section 11).
+    # random inserts, as small as they can be (docs/OPERATIONS.md: sizing).
     Column("uuid_key", BIGINT(unsigned=True),
            # RTRIM: MariaDB refuses an indexed virtual column on a bare CHAR column (its
            # value would depend on PAD_CHAR_TO_FULL_LENGTH).

@@ -2,7 +2,7 @@
 partition (og:{p}:seen), so a uuid reused after its window is caught without a
 MariaDB read on every /initial.
 
-server/lua/initial.lua sets and tests the same bits; this module is their Python twin,
+core/store/lua/initial.lua sets and tests the same bits; this module is their Python twin,
 used by `ingest rebuild` to refill the filter from og.events. A "seen" answer may be
 false (a false positive); the API then asks og.events, which decides.
 """

@@ -82,7 +82,7 @@ class FenceLost(Exception):
 
 
 class Fence:
-    """Writes to every partition refused (server/lua/*.lua answer 'fenced') while held.
+    """Writes to every partition refused (core/store/lua/initial.lua and followup.lua answer 'fenced') while held.
 
     Held with a token and a time to live that a thread keeps extending, so the fence ends
     when the rebuild ends, and FENCE_TTL_MS after a rebuild that died.

@@ -22,10 +22,10 @@ it rejects. A row error that IGNORE does not turn into a warning (a trigger's SI
 found by splitting the batch.
 
 The INSERT carries its values as literals. Every value was checked against a strict
-pattern in ingest/entries.py (digits, hex uuid, a-z, a fixed kind, formatted
+pattern in core/store/codec.py (digits, hex uuid, a-z, a fixed kind, formatted
 datetimes), so no quoting is needed; skipping the driver's per-value escaping makes
-the drain ~1.5x faster (93k vs 60k rows/s for 1000-row batches on the reference
-machine, see discussion.txt).
+the drain about 1.5x faster for 1000-row batches on the reference machine (measured
+when it was written).
 """
 from typing import NamedTuple
 

@@ -1,7 +1,7 @@
 """Single flight: concurrent identical range queries of an API process share one run.
 
 (The request path's Redis pipelines, the same idea for writes, are CoalescingClient in
-core/redis_client.py, shared with the worker's tooling.)
+core/store/client.py, the one Redis client of the API and the worker.)
 """
 import threading
 
