@@ -1,8 +1,10 @@
 """The ingest loop: stream -> batch -> one INSERT -> commit -> XACK -> trim.
 
-Two stages overlap: the reader (the calling thread) reads and checks the next batch
-while the committer thread waits on MariaDB for the previous one. At most one batch
-waits between them, so memory stays bounded and a stalled database stalls reading.
+Three stages overlap: the reader (the calling thread) reads and checks the next batch
+while the committer thread waits on MariaDB for the previous one, and the acker thread
+acknowledges (XACK, trim) the one committed before that. At most one batch waits
+between two stages, so memory stays bounded and a stalled database stalls reading.
+Acks stay in commit order; an entry is acknowledged only after its row is committed.
 
 Read top to bottom, the failure paths are:
 - MariaDB away: the batch stays pending, retried with capped exponential backoff and
@@ -98,7 +100,7 @@ class Worker:
                  claim_idle_ms, max_deliveries, metrics=None, consumer_idle_ms=60_000,
                  commit_store=None, conversation_ttl=3600):
         """`store`: the gateway the reader uses (core/store/gateway.py); `commit_store`:
-        the committer's (its own client, so acks never queue behind a blocked read)."""
+        the acker's (its own client, so acks never queue behind a blocked read)."""
         self.store = store
         self.commit_store = commit_store or store
         self.writer = writer
@@ -113,7 +115,8 @@ class Worker:
         self.metrics = metrics
         self.rows = Rows()
         self.stopping = threading.Event()
-        self._handover = queue.Queue(maxsize=1)
+        self._handover = queue.Queue(maxsize=1)  # reader -> committer
+        self._acks = queue.Queue(maxsize=1)  # committer -> acker: (batch, rejected)
         self._ready = False
         self._claimed_at = 0.0
         self._forgot_at = 0.0
@@ -213,6 +216,7 @@ class Worker:
             # Before calling it drained: let the batch in flight settle, then take back
             # what it left pending (rejected rows, after claim_idle_ms).
             self._handover.join()
+            self._acks.join()
             entries = self._claim()
         if entries and not self._hand_over(self._prepare(entries)):
             return False  # stopping: what was read stays pending, reclaimed later
@@ -349,34 +353,55 @@ class Worker:
     # -- the committer --------------------------------------------------------------
 
     def _commit_loop(self):
+        acker = threading.Thread(target=self._ack_loop, name="ingest-ack", daemon=True)
+        acker.start()
+        try:
+            while True:
+                batch = self._handover.get()
+                try:
+                    if batch is None:
+                        return
+                    self._guarded(self._commit, batch)
+                finally:
+                    self._handover.task_done()
+        finally:
+            self._acks.put(None)  # the batch being acknowledged is finished first
+            acker.join()
+
+    def _ack_loop(self):
         while True:
-            batch = self._handover.get()
+            item = self._acks.get()
             try:
-                if batch is None:
+                if item is None:
                     return
-                self._commit(batch)
-            except DatabaseUnavailable:
-                log.warning("ingest %s: stopping during an outage; %d entries left pending",
-                            self.name, len(batch.entries))
-            except REDIS_ERRORS as error:
-                self._redis_failed()
-                log.warning("ingest %s: redis unavailable after the write (%s); %d entries left "
-                            "pending, to be reclaimed", self.name, error, len(batch.entries))
-            except ResponseError as error:
-                # The group (or the stream) vanished under the batch: Redis lost its data
-                # or the group was destroyed. The reader recreates it and reads these
-                # entries again if they still exist; their rows are already in, keyed by
-                # entry id, so the rewrite adds nothing.
-                if "NOGROUP" not in str(error):
-                    self._fail("commit failed; entries left pending")
-                else:
-                    log.warning("ingest %s: consumer group gone after the write (%s); the rows "
-                                "of these %d entries are in, and those still in the stream are "
-                                "read again by the new group", self.name, error, len(batch.entries))
-            except Exception:  # never let the committer die silently with the reader going on
-                self._fail("commit failed; entries left pending")
+                self._guarded(self._settle, *item)
             finally:
-                self._handover.task_done()
+                self._acks.task_done()
+
+    def _guarded(self, step, batch, *args):
+        """step(batch, *args), a failure of which leaves the batch's entries pending."""
+        try:
+            step(batch, *args)
+        except DatabaseUnavailable:
+            log.warning("ingest %s: stopping during an outage; %d entries left pending",
+                        self.name, len(batch.entries))
+        except REDIS_ERRORS as error:
+            self._redis_failed()
+            log.warning("ingest %s: redis unavailable after the write (%s); %d entries left "
+                        "pending, to be reclaimed", self.name, error, len(batch.entries))
+        except ResponseError as error:
+            # The group (or the stream) vanished under the batch: Redis lost its data
+            # or the group was destroyed. The reader recreates it and reads these
+            # entries again if they still exist; their rows are already in, keyed by
+            # entry id, so the rewrite adds nothing.
+            if "NOGROUP" not in str(error):
+                self._fail("commit failed; entries left pending")
+            else:
+                log.warning("ingest %s: consumer group gone after the write (%s); the rows "
+                            "of these %d entries are in, and those still in the stream are "
+                            "read again by the new group", self.name, error, len(batch.entries))
+        except Exception:  # never let the committer die silently with the reader going on
+            self._fail("commit failed; entries left pending")
 
     def _commit(self, batch):
         started = time.monotonic()
@@ -384,7 +409,10 @@ class Worker:
         self.written += written  # rows added; a redelivered entry is acked but adds none
         if self.metrics:
             self.metrics.batch(written, time.monotonic() - started)
-        # Only what is committed is acknowledged; rejected rows stay pending.
+        self._acks.put((batch, rejected))
+
+    def _settle(self, batch, rejected):
+        """Acknowledge what is committed; rejected rows stay pending (or are buried)."""
         unwritten = {(rejection.row.stream, rejection.row.event_id) for rejection in rejected}
         unwritten |= {(p, i) for p, i, _, _ in batch.malformed}
         self._ack([(p, i) for p, i, _ in batch.entries if (p, i) not in unwritten])
@@ -399,7 +427,7 @@ class Worker:
                 log.warning("ingest %s: entry %s rejected (%s); left pending for retry",
                             self.name, key[1], reason)
         self.commit_store.trim({p for p, _, _ in batch.entries})
-        log.debug("ingest %s: flushed %d events", self.name, written)
+        log.debug("ingest %s: acknowledged %d entries", self.name, len(batch.entries))
 
     def _write(self, rows):
         """Write until written; a stop request during an outage leaves them pending."""

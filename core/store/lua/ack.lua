@@ -11,11 +11,11 @@
 -- Redis never had pending (it lost it, or another worker acked it) must not move it.
 -- Returns the number of entries acknowledged now (an entry acked before counts 0).
 local function newer(a, b)  -- entry ids compare as (ms, seq) numbers, not as strings
-  local ams, aseq = string.match(a, '^(%d+)-(%d+)$')
-  local bms, bseq = string.match(b, '^(%d+)-(%d+)$')
-  if #ams ~= #bms then return #ams > #bms end
+  local at, bt = string.find(a, '-', 1, true), string.find(b, '-', 1, true)
+  if at ~= bt then return at > bt end  -- ms parts of different lengths
+  local ams, bms = string.sub(a, 1, at), string.sub(b, 1, bt)
   if ams ~= bms then return ams > bms end
-  return tonumber(aseq) > tonumber(bseq)
+  return tonumber(string.sub(a, at + 1)) > tonumber(string.sub(b, bt + 1))
 end
 
 local mark = redis.call('GET', KEYS[3]) or '0-0'
