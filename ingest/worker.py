@@ -50,7 +50,7 @@ from redis.exceptions import ConnectionError, ResponseError, TimeoutError
 
 from core import event_store, keys
 from core.store.codec import MalformedEntry, Rows
-from ingest.writer import DatabaseUnavailable
+from ingest.writer import DatabaseUnavailable, statements
 
 log = logging.getLogger("ingest")
 
@@ -93,6 +93,7 @@ class Batch:
         self.entries = entries      # [(partition, entry_id, fields)] as read
         self.rows = rows            # EventRows of the well-formed entries
         self.malformed = malformed  # [(partition, entry_id, fields, reason)]
+        self.statements = statements(rows) if rows else None  # built off the committer
 
 
 class Worker:
@@ -405,7 +406,7 @@ class Worker:
 
     def _commit(self, batch):
         started = time.monotonic()
-        written, rejected = self._write(batch.rows)
+        written, rejected = self._write(batch.rows, batch.statements)
         self.written += written  # rows added; a redelivered entry is acked but adds none
         if self.metrics:
             self.metrics.batch(written, time.monotonic() - started)
@@ -429,12 +430,12 @@ class Worker:
         self.commit_store.trim({p for p, _, _ in batch.entries})
         log.debug("ingest %s: acknowledged %d entries", self.name, len(batch.entries))
 
-    def _write(self, rows):
+    def _write(self, rows, prepared=None):
         """Write until written; a stop request during an outage leaves them pending."""
         failures = 0
         while True:
             try:
-                return self.writer.write(rows)
+                return self.writer.write(rows, prepared)
             except DatabaseUnavailable as error:
                 failures += 1
                 self._count_retry("database")

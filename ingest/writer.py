@@ -27,6 +27,7 @@ datetimes), so no quoting is needed; skipping the driver's per-value escaping ma
 the drain about 1.5x faster for 1000-row batches on the reference machine (measured
 when it was written).
 """
+import time
 from typing import NamedTuple
 
 from sqlalchemy.exc import DBAPIError, ProgrammingError
@@ -58,6 +59,9 @@ _STORED = ("SELECT stream, event_id, uuid, kind FROM events WHERE (stream, event
            "LOCK IN SHARE MODE")
 _KEY = "(%d,'%s')"
 DUPLICATE_KEY = 1062
+HELD_IDLE_S = 600
+"""A batch connection idle this long is replaced rather than trusted (MariaDB closes idle
+connections after wait_timeout, 8 hours by default; a firewall may sooner)."""
 KIND, SYMBOL, CONVERSATION_TS = (COLUMNS.index(name) for name in ("kind", "symbol", "conversation_ts"))
 
 
@@ -77,16 +81,55 @@ def _error_number(error):
     return args[0] if args and isinstance(args[0], int) else None
 
 
+class Statements(NamedTuple):
+    """The common case's two statements for a batch whose rows are all new."""
+    insert: str
+    upsert: str  # "" when no row counts in a bucket
+
+
+def statements(rows):
+    """Statements for `rows`, built ahead: the worker's reader makes them while the
+    committer waits on MariaDB for the batch before, so the committer only sends them."""
+    deltas = range_buckets.deltas((row[KIND], row[SYMBOL], row[CONVERSATION_TS]) for row in rows)
+    return Statements(_INSERT.format(values=",".join([_ROW % row for row in rows])),
+                      range_buckets.upsert_statement(deltas) if deltas else "")
+
+
 class EventWriter:
     def __init__(self, engine, migrations=None):
         """`engine` writes batches; `migrations` (default: the same) creates the tables
         and builds missing range buckets, which may take far longer than a batch."""
         self.engine = engine
         self.migrations = migrations or engine
+        self._held = None  # the batches' connection, kept between them
+        self._used_at = 0.0
 
     def close(self):
+        self._drop()
         self.engine.dispose()
         self.migrations.dispose()
+
+    def _connection(self):
+        """The connection batches are written on, kept from one batch to the next: no
+        pool checkout per batch, so no ping before and no rollback after each one (two
+        round trips of every batch's five). Dropped on any error; the next batch (the
+        retry) gets a new one, so a MariaDB restart costs one failed attempt."""
+        now = time.monotonic()
+        if self._held is not None and now - self._used_at > HELD_IDLE_S:
+            self._drop()  # MariaDB may have closed it (wait_timeout): a fresh one
+        if self._held is None:
+            self._held = self.engine.connect()
+        self._used_at = now
+        return self._held
+
+    def _drop(self):
+        held, self._held = self._held, None
+        if held is not None:
+            try:
+                held.invalidate()  # its state is unknown: never back into the pool
+                held.close()
+            except Exception:  # noqa: BLE001 - it is being thrown away
+                pass
 
     def create_tables(self):
         """Create missing tables and build the range buckets if they are incomplete."""
@@ -105,8 +148,8 @@ class EventWriter:
         except DBAPIError as error:
             raise DatabaseUnavailable(f"{type(error.orig).__name__}: {error.orig}") from error
 
-    def write(self, rows):
-        """Write rows; return (rows added, [Rejection] for the rows the database rejected
+    def write(self, rows, prepared=None):
+        """Write rows (`prepared`: their statements(), if built already); return (rows added, [Rejection] for the rows the database rejected
         or whose entry id is stored for another event). Rows already in og.events are
         neither added nor rejected.
 
@@ -116,7 +159,7 @@ class EventWriter:
         if not rows:
             return 0, []
         try:
-            return self._insert(rows)
+            return self._insert(rows, prepared or statements(rows))
         except DBAPIError as error:
             number = _error_number(error)
             if isinstance(error, ProgrammingError) and number == NO_SUCH_TABLE:
@@ -132,18 +175,22 @@ class EventWriter:
         added_high, rejected_high = self.write(rows[middle:])
         return added_low + added_high, rejected_low + rejected_high
 
-    def _insert(self, rows):
+    def _insert(self, rows, prepared):
         """One transaction: the rows, then the buckets of those really added. Returns
         (rows added, rejected [(row, reason)])."""
-        values = ",".join([_ROW % row for row in rows])
-        with self.engine.connect() as connection:
+        connection = self._connection()
+        try:
             with connection.begin() as transaction:
-                if connection.exec_driver_sql(_INSERT.format(values=values)).rowcount == len(rows):
-                    self._count(connection, rows)
+                if connection.exec_driver_sql(prepared.insert).rowcount == len(rows):
+                    if prepared.upsert:
+                        connection.exec_driver_sql(prepared.upsert)
                     return len(rows), []
                 transaction.rollback()  # some were skipped: find out which, below
             with connection.begin():
                 return self._insert_carefully(connection, rows)
+        except BaseException:
+            self._drop()
+            raise
 
     def _insert_carefully(self, connection, rows):
         # One row per key: a batch holding an entry twice (a reclaim that returned it

@@ -270,9 +270,9 @@ class SlowWriter(EventWriter):
         self.delay_s = delay_s
         self.added = 0
 
-    def write(self, rows):
+    def write(self, rows, prepared=None):
         time.sleep(self.delay_s)
-        added, rejected = super().write(rows)
+        added, rejected = super().write(rows, prepared)
         self.added += added
         return added, rejected
 
