@@ -73,7 +73,7 @@ def main(argv=None):
                "started": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())}
     log.info("benchmarks: %s -> %s", ", ".join(args.only), args.out)
 
-    from benchmarks.stack import Stack  # imports tests.servers: only once we run
+    from harness.stack import Stack  # imports harness.servers: only once we run
 
     stack = Stack(workers=args.workers, keep=args.keep)
     started = time.monotonic()

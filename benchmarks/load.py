@@ -13,7 +13,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from tests.servers import REPO_ROOT
+from harness.servers import REPO_ROOT
 
 WRK_DIR = Path(__file__).with_name("wrk")
 LOAD_CORE = "1"

@@ -5,7 +5,7 @@ import re
 import subprocess
 from importlib import metadata
 
-from tests.servers import REPO_ROOT, nginx_binary
+from harness.servers import REPO_ROOT, nginx_binary
 
 
 def _first_line(argv):

@@ -26,7 +26,7 @@ import sqlalchemy
 
 from benchmarks import cpu, load, preload
 from benchmarks.backlog import BacklogSampler
-from benchmarks.stack import CLUSTER
+from harness.stack import CLUSTER
 from core import event_store, keys
 from server.initdb import init_db
 

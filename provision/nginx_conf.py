@@ -4,7 +4,7 @@
         --upstream unix:/path/to/var/run/gunicorn.sock --prefix /path/to/var/nginx
 
 writes PREFIX/nginx.conf (or --out), makes PREFIX/logs and PREFIX/tmp, and prints the
-path of the file. provision/run.sh (`make run`) and the tests (tests/servers.py,
+path of the file. provision/run.sh (`make run`) and the tests (harness/servers.py,
 NginxServer) both render through this script, so both run the same configuration.
 Only the standard library: it runs with the system's python3 as well as .venv's.
 

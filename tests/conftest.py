@@ -1,7 +1,7 @@
 """Fixtures: private Redis / MariaDB / gunicorn processes and in-process apps per backend.
 
 Servers are session-scoped and started on first use; `redis` and `database` hand each
-test an empty store. See tests/servers.py for the process objects themselves.
+test an empty store. See harness/servers.py for the process objects themselves.
 """
 import importlib.util
 import json
@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy
 
-from tests.servers import (REPO_ROOT, GunicornServer, MariaDBServer, NginxServer, RedisCluster,
+from harness.servers import (REPO_ROOT, GunicornServer, MariaDBServer, NginxServer, RedisCluster,
                            RedisServer, UnixGunicornServer)
 from tests.workers import IngestProcess
 

@@ -23,7 +23,7 @@ import sqlalchemy
 from redis.exceptions import RedisError, ResponseError
 
 from core import keys
-from tests.servers import REPO_ROOT, log_tail
+from harness.servers import REPO_ROOT, log_tail
 
 STREAM = keys.stream(0)
 STATS = keys.stats(0)

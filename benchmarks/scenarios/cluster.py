@@ -29,7 +29,7 @@ from statistics import median
 from benchmarks import cpu, load, preload
 from benchmarks.backlog import stream_length
 from benchmarks.scenarios.drain import DRAIN_BOUND_S, drain_span
-from benchmarks.stack import CLUSTER, PYTHON
+from harness.stack import CLUSTER, PYTHON
 from benchmarks.summary import add_ratios, median_of, ratio
 from benchmarks.targets import Target, count_events, database_name, reset_store
 from core import keys

@@ -10,7 +10,7 @@ from datetime import datetime
 
 from benchmarks import cpu, load, preload
 from benchmarks.backlog import BacklogSampler
-from benchmarks.stack import PYTHON
+from harness.stack import PYTHON
 from benchmarks.targets import count_events, reset_store
 from core import config
 

@@ -35,7 +35,7 @@ from statistics import median
 from benchmarks import cpu, load, preload, range_store
 from benchmarks.backlog import Sampler
 from benchmarks.scenarios.drain import drain_span
-from benchmarks.stack import PYTHON
+from harness.stack import PYTHON
 from benchmarks.summary import median_of, ratio
 from benchmarks.targets import Target, count_events, reset_store
 from core import keys

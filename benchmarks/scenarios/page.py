@@ -23,7 +23,7 @@ from statistics import median
 from benchmarks import load
 from benchmarks.summary import median_of, ratio
 from benchmarks.targets import Target
-from tests.servers import REPO_ROOT
+from harness.servers import REPO_ROOT
 
 log = logging.getLogger("benchmarks")
 
@@ -76,7 +76,7 @@ def run(stack, plan):
 # --- (a) one real page ------------------------------------------------------------------
 
 def _one_page(stack, seconds):
-    from tests.browser.page_driver import start_chromium  # selenium: only when this runs
+    from harness.browser import start_chromium  # selenium: only when this runs
 
     with Target(stack, "redis", worker=True, label="page") as target:
         driver = start_chromium()

@@ -10,7 +10,7 @@ pinned to core 1; the same gunicorn.conf.py and settings) on two backends, each 
                              (OG_GUNICORN_BIND=unix:PATH) behind the project's nginx,
                              provision/nginx.conf.template rendered by
                              provision/nginx_conf.py exactly as `make run` renders it
-                             (tests/servers.py NginxServer); wrk points at nginx.
+                             (harness/servers.py NginxServer); wrk points at nginx.
 
 The order within each pair alternates from round to round (direct first, then proxied
 first), so that neither way always follows the other. redis: the request path alone, as

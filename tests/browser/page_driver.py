@@ -10,37 +10,17 @@ import time
 from pathlib import Path
 
 import pytest
-from selenium import webdriver
 from selenium.common.exceptions import WebDriverException
 from selenium.webdriver.common.by import By
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMEDRIVER = "/usr/bin/chromedriver"
-WINDOW = (1200, 900)
+from harness.browser import CHROMEDRIVER, CHROMIUM, start_chromium  # noqa: F401
+
 WAIT_S = 20.0
 """A page refreshes every 5 s: two refreshes and a drain fit in this with room to spare."""
 POLL_S = 0.1
 SCREENSHOT_VAR = "PAGE_SCREENSHOT"
 """If set, the screenshot the burst test takes is also written to this path (the README's
 docs/page.png is made with PAGE_SCREENSHOT=docs/page.png)."""
-
-def start_chromium():
-    """Headless Debian Chromium under Selenium, both binaries named, so Selenium never
-    downloads a browser or a driver. The caller quits it."""
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    # --no-sandbox: the tests run as root, where Chromium's sandbox refuses to start.
-    for argument in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-extensions",
-                     "--disable-dev-shm-usage", "--no-first-run", "--disable-background-networking",
-                     f"--window-size={WINDOW[0]},{WINDOW[1]}"):
-        options.add_argument(argument)
-    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    driver = webdriver.Chrome(options=options,
-                              service=webdriver.ChromeService(executable_path=CHROMEDRIVER))
-    driver.set_page_load_timeout(30)
-    driver.set_script_timeout(30)
-    return driver
-
 
 # Reads a table of the page in one call: {symbol: {field: data-value}} for each body row.
 _READ_TABLE = """

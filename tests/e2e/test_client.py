@@ -6,7 +6,7 @@ from string import ascii_lowercase
 
 import pytest
 
-from tests.servers import REPO_ROOT
+from harness.servers import REPO_ROOT
 from tests.workers import get_json
 
 CLIENT = REPO_ROOT / "client" / "client.py"

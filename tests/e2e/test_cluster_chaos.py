@@ -21,7 +21,7 @@ SETTINGS = {"OG_STREAM_PARTITIONS": PARTITIONS, "OG_REDIS_WAIT_REPLICAS": 1,
             "OG_INGEST_DATABASE_TIMEOUT": 3}
 PAUSE_S = 3.0
 """How long a SIGSTOPped node or database stays stopped: past the cluster's node timeout
-(1 s in tests/servers.py), so a stopped master is failed over."""
+(1 s in harness/servers.py), so a stopped master is failed over."""
 RECOVERY_S = 45.0
 """Bound on the writes coming back after each fault."""
 

@@ -14,7 +14,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from core import keys
 from tests.range_oracle import assert_buckets_exact
-from tests.servers import free_port
+from harness.servers import free_port
 from tests.workers import (DEAD, STREAM, Http, Load, assert_nothing_lost, assert_stored_exactly,
                            get_json, group_state, new_uuid, stored_counts, stored_events,
                            symbol_dashboards, wait_drained)

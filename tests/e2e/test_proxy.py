@@ -30,7 +30,7 @@ import uuid as uuidlib
 from collections import Counter
 from pathlib import Path
 
-from tests.servers import REPO_ROOT
+from harness.servers import REPO_ROOT
 from tests.workers import STREAM
 
 TEMPLATE = REPO_ROOT / "provision" / "nginx.conf.template"

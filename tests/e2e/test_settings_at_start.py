@@ -2,7 +2,7 @@
 import subprocess
 import sys
 
-from tests.servers import REPO_ROOT
+from harness.servers import REPO_ROOT
 from tests.workers import process_env
 
 

@@ -6,7 +6,7 @@ reach 0 once everything is written."""
 import time
 
 from core import keys
-from tests.servers import free_port
+from harness.servers import free_port
 from tests.workers import (STREAM, Load, assert_nothing_lost, ingest_status, scrape_metrics,
                            wait_drained, worker_port)
 

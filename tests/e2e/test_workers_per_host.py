@@ -8,7 +8,7 @@ import signal
 import time
 
 from core import keys
-from tests.servers import free_port
+from harness.servers import free_port
 from tests.workers import (STREAM, Load, assert_stored_exactly, metrics_targets,
                            scrape_metrics, wait_drained, worker_port)
 

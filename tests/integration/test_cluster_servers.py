@@ -7,7 +7,7 @@ import time
 import redis as redislib
 from redis.crc import key_slot
 
-from tests.servers import CLUSTER_SLOTS
+from harness.servers import CLUSTER_SLOTS
 
 
 @functools.lru_cache(maxsize=1)

@@ -13,7 +13,7 @@ import pytest
 from werkzeug.test import Client
 
 from server.assets import PageFiles
-from tests.servers import REPO_ROOT
+from harness.servers import REPO_ROOT
 
 POST_ONLY = {"OPTIONS", "POST"}
 READ_ONLY = {"GET", "HEAD", "OPTIONS"}

@@ -9,7 +9,7 @@ import sqlalchemy
 from prometheus_client.parser import text_string_to_metric_families
 
 from core import keys
-from tests.servers import free_port
+from harness.servers import free_port
 from tests.workers import (DEAD, STREAM, append_events, assert_stored_exactly, drain,
                            group_state, ingest_status, new_uuid, run_ingest, wait_drained)
 

@@ -8,7 +8,7 @@ import pytest
 
 from core import keys
 from core.store.scripts import ALL as SCRIPTS
-from tests.servers import free_port
+from harness.servers import free_port
 from tests.workers import (STREAM, append_events, assert_stored_exactly, group_state,
                            ingest_status, scrape_metrics, wait_drained, worker_port)
 

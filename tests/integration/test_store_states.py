@@ -15,7 +15,7 @@ from core.store.gateway import Store
 from ingest import rebuild
 from ingest.writer import EventWriter
 from tests.range_oracle import assert_buckets_exact
-from tests.servers import RedisServer
+from harness.servers import RedisServer
 from tests.workers import STREAM, append_events, drain, new_uuid, stored_counts, stored_events
 
 SYMBOLS = "abcdefghijklmnopqrstuvwxyz"
