@@ -1,13 +1,6 @@
-"""python -m benchmarks [--quick] [--only throughput,growth,drain,memory,staleness,range,cluster,proxy,page,
-                               operations]
-                       [--duration S] [--rounds N] [--workers N] [--out DIR]
-
-Starts private Redis and MariaDB, the API on each backend and the ingest worker, drives
-them with wrk and client/client.py (loopback only, every load bounded), and writes
-report.md, PNG plots and results.json. See benchmarks/README.md.
-"""
+"""python -m benchmarks [--quick] [--only NAMES] [--duration S] [--rounds N] [--workers N]
+[--out DIR] [--keep] [--report-only RESULTS_JSON]: see benchmarks/README.md."""
 import argparse
-import importlib
 import json
 import logging
 import shlex
@@ -16,39 +9,29 @@ import sys
 import time
 from pathlib import Path
 
-from benchmarks import load, machine, plan as plans
+from benchmarks import load, machine, plan as plans, report
+from benchmarks.scenarios import SCENARIOS
 
-SCENARIOS = ("throughput", "growth", "drain", "memory", "staleness", "range", "cluster", "proxy",
-             "page", "operations")
 RESULTS = Path(__file__).with_name("results")
-
 log = logging.getLogger("benchmarks")
 
 
 def parse(argv):
-    parser = argparse.ArgumentParser(
-        prog="python -m benchmarks",
-        description="Benchmark the API on null, sqlite and redis, and the ingest worker.")
-    parser.add_argument("--quick", action="store_true",
-                        help="small sizes, one round: a 2-3 minute check that everything works")
-    parser.add_argument("--only", default=",".join(SCENARIOS),
-                        help=f"comma-separated scenarios (default: all of {','.join(SCENARIOS)})")
+    parser = argparse.ArgumentParser(prog="python -m benchmarks")
+    parser.add_argument("--quick", action="store_true", help="small sizes, one round: a check")
+    parser.add_argument("--only", default=",".join(SCENARIOS), help="comma-separated scenarios")
     parser.add_argument("--duration", type=int, help="seconds per load window")
     parser.add_argument("--rounds", type=int, help="interleaved rounds (medians are taken)")
-    parser.add_argument("--workers", type=int,
-                        help="OG_WORKERS for gunicorn (default: gunicorn.conf.py's default)")
-    parser.add_argument("--out", type=Path,
-                        help="output directory (default: benchmarks/results for a full run, "
-                             "benchmarks/results/raw/<quick|partial> otherwise)")
+    parser.add_argument("--workers", type=int, help="OG_WORKERS for gunicorn")
+    parser.add_argument("--out", type=Path, help="default: benchmarks/results for a full run, "
+                        "benchmarks/results/raw/<quick|partial> (git-ignored) otherwise")
     parser.add_argument("--keep", action="store_true", help="keep the temp dir (logs, data)")
     parser.add_argument("--report-only", type=Path, metavar="RESULTS_JSON",
-                        help="measure nothing: redo the summaries, plots and report.md of an "
-                             "earlier run, next to its results.json")
+                        help="measure nothing: redo summaries, plots and report.md of a run")
     args = parser.parse_args(argv)
     args.only = [name.strip() for name in args.only.split(",") if name.strip()]
-    unknown = set(args.only) - set(SCENARIOS)
-    if unknown:
-        parser.error(f"unknown scenario(s): {', '.join(sorted(unknown))}")
+    if set(args.only) - set(SCENARIOS):
+        parser.error(f"unknown scenario(s): {', '.join(sorted(set(args.only) - set(SCENARIOS)))}")
     if args.out is None:
         full = not args.quick and args.only == list(SCENARIOS)
         args.out = RESULTS if full else RESULTS / "raw" / ("quick" if args.quick else "partial")
@@ -63,7 +46,12 @@ def main(argv=None):
     args = parse(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
     if args.report_only:
-        return rewrite(args.report_only)
+        results = json.loads(args.report_only.read_text())
+        for name, module in report.modules().items():
+            if name in results and hasattr(module, "summarize"):
+                results[name]["summary"] = module.summarize(results[name])
+        write(results, args.report_only.parent)
+        return 0
     # Clean up on SIGTERM as on Ctrl-C; SIGINT too when started with it ignored (`cmd &`).
     signal.signal(signal.SIGTERM, _terminate)
     signal.signal(signal.SIGINT, _terminate)
@@ -72,18 +60,17 @@ def main(argv=None):
     results = {"command": command.strip(), "plan": plan.__dict__, "machine": machine.describe(),
                "started": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())}
     log.info("benchmarks: %s -> %s", ", ".join(args.only), args.out)
-
     from harness.stack import Stack  # imports harness.servers: only once we run
 
     stack = Stack(workers=args.workers, keep=args.keep)
     started = time.monotonic()
+    modules = report.modules()
     try:
         for name in args.only:
             log.info("== %s", name)
-            scenario = importlib.import_module(f"benchmarks.scenarios.{name}")
             began = time.monotonic()
             try:
-                results[name] = scenario.run(stack, plan)
+                results[name] = modules[name].run(stack, plan)
             except Exception as error:  # the other scenarios and the report still run
                 log.exception("%s failed", name)
                 results.setdefault("failed", {})[name] = f"{type(error).__name__}: {error}"
@@ -100,45 +87,11 @@ def main(argv=None):
     return 1 if results.get("failed") else 0
 
 
-def rewrite(path):
-    """Summaries are recomputed from the windows, so a fix to them applies to old runs."""
-    results = json.loads(path.read_text())
-    for name in ("throughput", "growth"):
-        if name in results:
-            scenario = importlib.import_module(f"benchmarks.scenarios.{name}")
-            windows = results[name]["windows"]
-            results[name]["summary"] = (scenario.summarize(windows, results[name]["client"])
-                                        if name == "throughput" else scenario.summarize(windows))
-    if "cluster" in results and "windows" in results["cluster"]:
-        from benchmarks.scenarios import cluster
-
-        results["cluster"]["summary"] = cluster.summarize(results["cluster"]["windows"],
-                                                          results["cluster"]["drains"])
-    if "proxy" in results and "windows" in results["proxy"]:
-        from benchmarks.scenarios import proxy
-
-        results["proxy"]["summary"] = proxy.summarize(results["proxy"]["windows"])
-    if "page" in results and "windows" in results["page"]:
-        from benchmarks.scenarios import page
-
-        results["page"]["summary"] = page.summarize(results["page"]["windows"])
-    if "operations" in results and "filter" in results["operations"]:
-        from benchmarks.scenarios import operations
-
-        o = results["operations"]
-        o["summary"] = operations.summarize(o["filter"], o["rebuilds"], o["drains"])
-    write(results, path.parent)
-    return 0
-
-
 def write(results, out):
-    from benchmarks import plots, report
-
     out.mkdir(parents=True, exist_ok=True)
     (out / "results.json").write_text(json.dumps(results, indent=1))
-    figures = plots.draw(results, out)
-    (out / "report.md").write_text(report.render(results, figures))
-    log.info("wrote %s (report.md, results.json, %d plots)", out, len(figures))
+    (out / "report.md").write_text(report.render(results, out))
+    log.info("wrote %s (report.md, results.json, plots)", out)
 
 
 if __name__ == "__main__":

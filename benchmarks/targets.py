@@ -1,23 +1,9 @@
-"""A backend under test for one round: its store reset, its API up, its windows measured.
-
-Redis runs in two modes. "redis": the request path alone, the ingest worker stopped
-during every window and the backlog drained (`python -m ingest run --burst`) between
-windows. "redis+ingest": the whole system, the worker running through the windows.
-Either way, afterwards og.events must have gained exactly the entries the API appended
-to the stream (XINFO STREAM entries-added), and at least the events wrk saw answered
-200 (wrk does not see the answers of requests in flight when its time is up).
-
-The store "cluster" is the stack's Redis Cluster (3 masters + 1 replica each): its
-streams are summed over the partitions the target's OG_STREAM_PARTITIONS says, and its
-Redis CPU is counted over every node (role "redis": masters, "replicas": replicas).
-
-With `proxy=True` the API is served as `make run` serves it: gunicorn on a unix socket
-behind the project's nginx (Stack.proxied_api); `url` is nginx's, role "api" is still
-gunicorn's master and workers, and role "nginx" nginx's master and workers.
-"""
+"""A backend under test for one round: its store reset, its API up (direct or behind nginx),
+its windows measured, the backlog drained and checked (method: benchmarks/README.md)."""
 import contextlib
 import logging
 import shutil
+import threading
 import time
 
 import pymysql
@@ -25,12 +11,77 @@ import redis as redislib
 import sqlalchemy
 
 from benchmarks import cpu, load, preload
-from benchmarks.backlog import BacklogSampler
+from benchmarks.report import n
 from harness.stack import CLUSTER
-from core import event_store, keys
+from core import event_store, keys, pipeline
+from core.store.gateway import Store
 from server.initdb import init_db
 
 log = logging.getLogger("benchmarks")
+
+INTERVAL_S = 0.5
+
+
+class Sampler:
+    """Appends sample(seconds since start) to .samples every interval in a thread (None: none)."""
+
+    interval = INTERVAL_S
+
+    def __init__(self):
+        self.samples = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name=type(self).__name__, daemon=True)
+
+    def __enter__(self):
+        self._started = time.monotonic()
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_):
+        self._stop.set()
+        self._thread.join()
+
+    def now(self):
+        return time.monotonic() - self._started
+
+    def _loop(self):
+        while True:
+            sample = self.sample(self.now())
+            if sample is not None:
+                self.samples.append(sample)
+            if self._stop.wait(self.interval):
+                return
+
+    def sample(self, at):
+        raise NotImplementedError
+
+
+class BacklogSampler(Sampler):
+    """Samples (seconds since start, stream length, lag, pending) every interval."""
+
+    def __init__(self, redis_url, partitions=1, interval=INTERVAL_S):
+        super().__init__()
+        self.store = Store.connect(redis_url, partitions, timeout=10)
+        self.partitions = partitions
+        self.interval = interval
+
+    def sample(self, at):
+        report = pipeline.collect(self.store)
+        return {"t": round(at, 3),
+                "length": sum(p["length"] for p in report),
+                "lag": sum(p["lag"] for p in report),
+                "pending": sum(p["pending"] for p in report)}
+
+    def summary(self):
+        backlog = [s["lag"] + s["pending"] for s in self.samples]
+        return {"max_backlog": max(backlog, default=0),
+                "last_backlog": backlog[-1] if backlog else 0,
+                "samples": self.samples}
+
+
+def stream_length(redis_client, partitions=1):
+    return sum(redis_client.xlen(keys.stream(p)) for p in range(partitions))
+
 
 DRAIN_WAIT_S = 300
 """Bound on waiting for the running worker to catch up after a window."""
@@ -232,3 +283,19 @@ class Target:
             log.warning("%s: og.events check FAILED: %s", self.label, verdict)
         return verdict
 
+
+def progress(number, label, what, window):
+    for result in window["results"]:
+        log.info("round %d %-13s %-18s %8.0f ok/s  p50 %s  p99 %s  p99.9 %s ms  errors %d (wrk %.2f cores)",
+                 number, label, what, result["ok_per_s"], result["p50_ms"], result["p99_ms"],
+                 result["p999_ms"], result["errors"], result["generator_cores"])
+
+
+def checks_line(checks):
+    """One line saying whether every accepted event reached og.events."""
+    bad = [c for c in checks if not c["ok"]]
+    if bad:
+        return f"**Event checks FAILED** for {len(bad)} of {len(checks)} windows: {bad}"
+    return (f"**Every accepted event reached og.events**: {len(checks)} checks, "
+            f"{n(sum(c['stored'] for c in checks))} events (method: benchmarks/README.md)."
+            if checks else "")

@@ -8,6 +8,7 @@ rebuild  recompute the range buckets, every Redis aggregate and the uuid filter 
 """
 import argparse
 import json
+import time
 import logging
 import random
 import signal
@@ -155,8 +156,11 @@ def main(argv=None):
         return 0
     if args.command == "rebuild":
         engine = build_engine(settings, REBUILD_DATABASE_TIMEOUT_S)
+        began = time.monotonic()
         event_store.create_tables(engine)
+        tables_s = round(time.monotonic() - began, 3)
         days = range_buckets.rebuild(engine)  # exact with workers running: it locks
+        buckets_s = round(time.monotonic() - began - tables_s, 3)
         try:
             summary = rebuild.rebuild(build_store(settings), engine, settings.stream_partitions,
                                       uuid_filter_mb=settings.uuid_filter_mb,
@@ -166,6 +170,10 @@ def main(argv=None):
         except rebuild.FenceLost as error:
             parser.exit(1, f"python -m ingest rebuild: {error}\n")
         summary["range_bucket_days"] = days
+        # Seconds per phase, for operators: the range buckets hold the workers' inserts,
+        # the uuid filter is refilled with writes accepted, fenced_s is what writers see.
+        summary["phases"] = {"create_tables_s": tables_s, "range_buckets_s": buckets_s,
+                             **summary["phases"], "total_s": round(time.monotonic() - began, 3)}
         print(json.dumps(summary))
         return 0
     return run(settings, burst=args.burst)

@@ -160,8 +160,11 @@ def rebuild(store, engine, partitions, fence_ttl_ms=FENCE_TTL_MS, uuid_filter_mb
     # A filter only gains bits, so one kept at its size is refilled before the fence,
     # writes going on: what they add sets its own bits. A new size, or a new partition
     # count, moves every uuid's bits: that one is replaced under the fence.
+    phases = {"uuid_filter_s": 0.0}
     if bits and not resize:
+        began = time.monotonic()
         _fill_filter(store, engine, partitions, bits, fence=None)
+        phases["uuid_filter_s"] = round(time.monotonic() - began, 3)
     with Fence(store, max(partitions, previous or 0), fence_ttl_ms) as fence:
         fenced_at = time.monotonic()
         if _previous_layout(store, partitions) != previous:  # appended meanwhile
@@ -169,8 +172,11 @@ def rebuild(store, engine, partitions, fence_ttl_ms=FENCE_TTL_MS, uuid_filter_mb
                                  "started; run it again")
         summary = _rebuild_fenced(store, engine, partitions, previous, fence)
         if resize:
+            began = time.monotonic()
             _fill_filter(store, engine, partitions, bits, fence, previous)
+            phases["uuid_filter_s"] = round(time.monotonic() - began, 3)
     summary["fenced_s"] = round(time.monotonic() - fenced_at, 3)  # writes got 503 this long
+    summary["phases"] = {**phases, "fenced_s": summary["fenced_s"]}
     summary["uuid_filter_bits"] = bits
     summary["uuid_filter_resized"] = resize
     return summary

@@ -1,1 +1,6 @@
-"""The scenarios of the benchmark, one module each; each `run(stack, plan)` returns a dict."""
+"""The scenarios, in run and report order. Each module has run(stack, plan) -> dict (its
+part of results.json) and render(result, table) -> markdown lines; optionally
+targets(result or None) -> [(target, measured, met)], plot(result, out) -> [png names],
+summarize(result) -> its summary (redone by --report-only). Adding one: a name here."""
+SCENARIOS = ("throughput", "growth", "drain", "memory", "staleness", "range", "cluster", "proxy",
+             "page", "operations")

@@ -1,37 +1,16 @@
-"""Redis Cluster vs single Redis: the request path, Redis CPU per script call, and the drain.
-
-One run, rounds interleaved (single, cluster, cluster+wait1, drains, then the next round),
-so that a noisy neighbour hurts every variant alike:
-
-- **request path**: the conversation flow (wrk, as in throughput: `-t1 -c64`, pinned,
-  the same gunicorn settings), ingest worker stopped during the window, against
-    single         the stack's private Redis, OG_STREAM_PARTITIONS=1 (the reference),
-    cluster        the stack's 3-master Redis Cluster (1 replica each), P=12,
-                   OG_REDIS_WAIT_REPLICAS=0,
-    cluster+wait1  the same cluster, P=12, OG_REDIS_WAIT_REPLICAS=1 (a write is answered
-                   once its master's replica has it).
-  After each window the backlog is drained (`python -m ingest run --burst`) and checked
-  as throughput checks it (og.events gained exactly what the API appended to the
-  streams, at least every 200 wrk saw, nothing left undrained); besides, no answer other
-  than 2xx and 503, and the cluster still healthy (no failover, replicas in sync).
-  Redis CPU is read from /proc around the window, summed over every node (masters and
-  replicas), so that script calls per Redis core = calls/s / Redis cores.
-- **drain**: ONE worker (`python -m ingest run --burst`) drains the same backlog (same
-  seed each round) XADDed straight into the streams: spread over the cluster's P
-  partitions' streams (as the API spreads conversations), or into single Redis' one
-  stream. Timed by the worker's own log lines, as scenarios/drain.py does.
-"""
+"""Redis Cluster vs single Redis: the request path, Redis CPU per script call, one worker's
+drain (method: benchmarks/README.md)."""
 import logging
 import re
 import time
 from statistics import median
 
-from benchmarks import cpu, load, preload
-from benchmarks.backlog import stream_length
+from benchmarks import cpu, load, plots, preload
+from benchmarks.report import listed, n, x
 from benchmarks.scenarios.drain import DRAIN_BOUND_S, drain_span
 from harness.stack import CLUSTER, PYTHON
 from benchmarks.summary import add_ratios, median_of, ratio
-from benchmarks.targets import Target, count_events, database_name, reset_store
+from benchmarks.targets import Target, count_events, database_name, reset_store, stream_length
 from core import keys
 
 log = logging.getLogger("benchmarks")
@@ -77,7 +56,7 @@ def run(stack, plan):
     return {"partitions": plan.cluster_partitions, "nodes": layout, "start_s": started_s,
             "idle_cores": idle,
             "node_timeout_ms": cluster.node_timeout_ms, "windows": windows, "drains": drains,
-            "summary": summarize(windows, drains)}
+            "summary": summarize({"windows": windows, "drains": drains})}
 
 
 def _layout(cluster, partitions):
@@ -231,7 +210,8 @@ def _median(values, digits=0):
     return round(value, digits) if digits else round(value)
 
 
-def summarize(windows, drains):
+def summarize(result):
+    windows, drains = result["windows"], result["drains"]
     labels = list(dict.fromkeys(w["label"] for w in windows))
     flow = add_ratios({label: median_of([w["flow"]["results"][0] for w in windows
                                          if w["label"] == label]) for label in labels},
@@ -285,3 +265,68 @@ def summarize(windows, drains):
                                         drain["single"]["rounds_events_per_s"])]
     return {"flow": flow, "cost": cost, "drain": drain,
             "checks": [dict(w["check"], label=w["label"], round=w["round"]) for w in windows]}
+
+
+NAMES = {"single": "(a) single Redis, P=1 (reference)", "cluster": "(b) cluster, P={p}, WAIT 0",
+         "cluster+wait1": "(c) cluster, P={p}, WAIT 1"}
+
+
+def render(c, table):
+    s, p = c["summary"], c["partitions"]
+    name = {label: what.format(p=p) for label, what in NAMES.items()}
+    flow_rows = [(name.get(l, l), n(r["ok_per_s"]), listed(r["rounds_ok_per_s"]),
+                  x(r.get("vs_single")) if l != "single" else "–", x(r.get("vs_cluster")) if l == "cluster+wait1" else "–",
+                  n(r["p50_ms"], 1), n(r["p99_ms"], 1), n(r["p999_ms"], 1), n(r["errors"]), n(r["status_503"]),
+                  n(r["unexpected_statuses"]), n(r["generator_cores"], 2)) for l, r in s["flow"].items()]
+    cost_rows = [(name.get(l, l), n(k["script_calls_per_s"]), n(k["api_cores"], 2),
+                  f"{n(k['redis_cores'], 2)} ({n(k['redis_master_cores'], 2)} + {n(k['redis_replica_cores'], 2)})",
+                  n(k["others_cores"], 2), n(k["redis_us_per_call"], 1), f"**{n(k['calls_per_redis_core'])}**",
+                  listed(k["rounds_calls_per_redis_core"]), n(k["calls_per_master_core"]), n(k["api_us_per_2xx"]))
+                 for l, k in s["cost"].items()]
+    drain_rows = [("cluster, one worker" if l == "cluster" else "single Redis, one worker", d["partitions"],
+                   n(d["backlog"]), f"**{n(d['events_per_s'])}**", listed(d["rounds_events_per_s"]),
+                   x(d.get("vs_single")) if l != "single" else "–", d["worker_cpu_us_per_event"],
+                   n(d["worker_cores"], 2), n(d["mariadb_cores"], 2), n(d["redis_cores"], 2),
+                   f"{n(d.get('mean_batch'))} / {n(d.get('max_batch'))}", n(d["fill_per_s"]),
+                   "ok" if d["ok"] else "**mismatch**") for l, d in s["drain"].items()]
+    ratios = "; ".join(f"{what} **{x(s['flow'][l].get('vs_' + ref))}** (per round "
+                       f"{listed(s['flow'][l]['vs_' + ref + '_rounds'], x)})"
+                       for l, ref, what in (("cluster", "single", "(b)/(a)"), ("cluster+wait1", "single", "(c)/(a)"),
+                                            ("cluster+wait1", "cluster", "(c)/(b)"))
+                       if l in s["flow"] and s["flow"][l].get("vs_" + ref) is not None)
+    checks = s["checks"]
+    bad = [k for k in checks if not k["ok"]]
+    idle = c.get("idle_cores")
+    nodes = ", ".join(f"{d['port']} {d['role']}" + (f" of partitions {d['partitions']}" if "partitions" in d else "")
+                      for d in c["nodes"])
+    return ["## Redis Cluster vs single Redis", "",
+            f"6 nodes, 3 masters + 1 replica each ({nodes}; cluster-node-timeout {c['node_timeout_ms']} ms), "
+            f"OG_STREAM_PARTITIONS={p}.", "",
+            *table(("variant", "2xx/s (median)", "per round", "vs (a)", "vs (b)", "p50 ms", "p99 ms", "p99.9 ms",
+                    "errors", "503", "other non-2xx", "wrk cores"), flow_rows), "",
+            f"Ratios: {ratios}.", "", "### Redis CPU per script call", "",
+            (f"Idle: cluster {idle['masters'] + idle['replicas']:.3f} cores (masters {idle['masters']:.3f}, "
+             f"replicas {idle['replicas']:.3f}), single Redis {idle['single']:.3f}." if idle else ""), "",
+            *table(("variant", "calls/s", "API cores", "Redis cores (masters + replicas)", "other tenants",
+                    "Redis µs/call", "calls per Redis core", "per round", "calls per master core", "API µs/2xx"),
+                   cost_rows), "", "### Drain: one worker, the same backlog", "",
+            *table(("store", "partitions", "backlog", "events/s (median)", "per round", "vs single",
+                    "worker CPU µs/event", "worker cores", "MariaDB cores", "Redis cores",
+                    "events per batch mean / max", "XADD fill/s", "og.events"), drain_rows), "",
+            f"**Checks FAILED** for {len(bad)} of {len(checks)} windows: {bad}" if bad else
+            f"**Checks**: {len(checks)} windows, {n(sum(k['stored'] for k in checks))} events, "
+            f"{n(sum(k['status_503'] for k in checks))} 503s; the cluster stayed healthy."]
+
+
+def plot(c, out):
+    s, p = c["summary"], c["partitions"]
+    figure, axes = plots.panels(3, 4.7, 4.6)
+    for axis, part, key, rounds, title in (
+            (axes[0], "flow", "ok_per_s", "rounds_ok_per_s", "2xx/s, request path"),
+            (axes[1], "cost", "calls_per_redis_core", "rounds_calls_per_redis_core", "script calls/s per Redis core"),
+            (axes[2], "drain", "events_per_s", "rounds_events_per_s", "drain events/s, one worker")):
+        labels = list(s[part])
+        plots.bars(axis, [l for l in labels], [("", [s[part][l][key] or 0 for l in labels],
+                                                [[v or 0 for v in s[part][l][rounds]] for l in labels],
+                                                [x(s[part][l].get("vs_single")) for l in labels])], title, title)
+    return plots.save(figure, out, "cluster")

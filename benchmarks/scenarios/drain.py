@@ -1,15 +1,12 @@
-"""The drain: events/s that ONE ingest worker process writes into MariaDB from a backlog.
-
-The stream is filled directly (XADD, fields as core/store/lua/initial.lua and followup.lua
-write them), then `python -m ingest run --burst` drains it and exits. The rate is
-measured by the worker's own clock: from its "starting" log line to its "stopped" line.
-"""
+"""The drain: events/s one ingest worker writes into MariaDB from a backlog (method:
+benchmarks/README.md)."""
 import logging
 import time
 from datetime import datetime
 
-from benchmarks import cpu, load, preload
-from benchmarks.backlog import BacklogSampler
+from benchmarks import cpu, load, plots, preload
+from benchmarks.report import get, n, verdict
+from benchmarks.targets import BacklogSampler
 from harness.stack import PYTHON
 from benchmarks.targets import count_events, reset_store
 from core import config
@@ -30,8 +27,7 @@ def _log_time(line):
 
 
 def drain_span(code, text, what="ingest run --burst"):
-    """(log lines, seconds from the worker's *starting* to its *stopped* line) of a
-    finished `python -m ingest run --burst`; a failed run raises with its log's tail."""
+    """(log lines, seconds from its *starting* to its *stopped* line) of an ingest run."""
     if code != 0:
         raise RuntimeError(f"{what} exited {code}:\n{text[-2000:]}")
     lines = text.splitlines()
@@ -74,3 +70,29 @@ def _drain(stack, events, batch_size):
              result["events_per_s"], result["worker_cpu_us_per_event"], result["worker_cores"],
              result["mariadb_cores"], "ok" if result["ok"] else f"MISMATCH {stored}")
     return result
+
+
+def targets(result):
+    return [verdict("drain of the headline backlog ≥ 50,000 events/s",
+                    get(result, "headline", "events_per_s"), 50_000, unit=" events/s", fmt="{:,.0f}")]
+
+
+def render(result, table):
+    rows = [(r["batch_size"], n(r["backlog"]), r["drain_s"], n(r["events_per_s"]), r["worker_cpu_us_per_event"],
+             r["worker_cores"], r["mariadb_cores"], n(r["fill_per_s"]), "ok" if r["ok"] else "**mismatch**")
+            for r in result["batch_sizes"] + [result["headline"]]]
+    return ["## Drain: one worker process, backlog to MariaDB", "",
+            "`python -m ingest run --burst` on a backlog XADDed straight into the stream, timed by its "
+            "own log; the last row is the headline backlog at the default batch size.", "",
+            *table(("batch size", "backlog", "seconds", "events/s", "worker CPU µs/event", "worker cores",
+                    "MariaDB cores", "XADD fill/s", "og.events"), rows)]
+
+
+def plot(result, out):
+    figure, (axis,) = plots.panels(1)
+    for r in result["batch_sizes"] + [result["headline"]]:
+        axis.plot([p["t"] for p in r["samples"]], [p["length"] for p in r["samples"]],
+                  label=f"batch {r['batch_size']}, {r['backlog']:,} events")
+    axis.set(title="Drain of a backlog by one worker", xlabel="seconds", ylabel="stream length")
+    axis.legend(fontsize=8)
+    return plots.save(figure, out, "drain")

@@ -1,15 +1,10 @@
-"""Redis memory per conversation and per stream entry (INFO memory used_memory).
-
-N conversations are run through the API's own Lua scripts (core/store/lua/, the same keys
-and arguments as RedisInterface, pipelined so that it takes seconds), half of them
-followed up, with no worker draining. Then `python -m ingest run --burst` drains and
-trims the stream: what remains is the conversation keys (and the stats hash).
-"""
+"""Redis memory per conversation and per stream entry (method: benchmarks/README.md)."""
 import logging
 import random
 import uuid as uuidlib
 from string import ascii_lowercase
 
+from benchmarks.report import n
 from benchmarks.targets import count_events, reset_store
 from core import config, keys
 from core.store.gateway import Store
@@ -79,3 +74,16 @@ def run(stack, plan):
              result["bytes_per_conversation"], key_usage, result["bytes_per_stream_entry"],
              conversations, events, left, stored)
     return result
+
+
+def render(m, table):
+    return ["## Redis memory", "",
+            f"{m['conversations']:,} conversations through the API's Lua scripts ({m['events']:,} events), "
+            "worker stopped; then drained and trimmed.", "",
+            *table(("", "bytes"), [
+                ("per conversation (used_memory after drain − empty) / conversations", n(m["bytes_per_conversation"])),
+                ("per stream entry (used_memory before − after drain) / events", n(m["bytes_per_stream_entry"])),
+                ("MEMORY USAGE of one conversation key", n(m["memory_usage_conversation_key"])),
+                ("MEMORY USAGE of the stream / entries", n(m["memory_usage_stream_per_entry"]))]), "",
+            f"After the drain the stream held {m['stream_length_after_drain']} entries and og.events "
+            f"{m['stored']:,} rows."]

@@ -1,93 +1,25 @@
-"""What three choices of issue 11 cost, each measured as ratios within one run.
-
-(a) The uuid filter on the write path. /initial also tests and sets 4 bits of a Bloom
-    filter (OG_UUID_FILTER_MB, default 32; 0: off). The conversation flow (wrk
-    conversation.lua, as throughput runs it) with the filter on (the default) and off,
-    rounds interleaved, the order alternating from round to round; request path (worker
-    stopped during the window, drained and checked afterwards, as throughput's *redis*
-    row). The store is emptied (FLUSHALL) before every window: the size recorded in
-    og:{p}:seen:bits by the first process wins over the setting. 2xx/s, the stack's CPU
-    per write, Redis CPU per script call, the AOF bytes and Redis memory a window adds.
-(b) `ingest rebuild` with the API serving and the worker running. og.events holds a
-    30-day history (benchmarks/range_store.py, generated inside MariaDB; lowercase v4
-    uuids, ending an hour ago) of each size; the conversation flow runs before, during
-    and after the rebuild. wrk runs with a long bound and is
-    stopped with SIGINT (it then reports as at its end) a fixed time after the rebuild
-    ended. The rebuild is the real command (`python -m ingest rebuild`'s main) with its
-    phases timed from inside (create_tables, range_buckets.rebuild, the uuid filter's
-    refill, the fenced part), beside its own `fenced_s`; a thread samples Redis every
-    0.1 s (entries appended: accepted writes; the fence key; the undrained counter).
-(c) The index events_by_uuid_key on the drain. One worker's drain rate (`ingest run --burst`,
-    timed by its log as the drain scenario) of the same backlog into the store (b) left
-    (its biggest), with the index and without it (dropped before the backlog is filled),
-    rounds interleaved, the order alternating. Both arms run the worker with
-    core.event_store._upgrade_events disabled (it would add the index back at
-    start); nothing else differs. After each drain without it, the index is added back
-    online (ALTER TABLE ... ADD INDEX, ALGORITHM=INPLACE, LOCK=NONE, as the first worker
-    start on an old store does), timed.
-"""
+"""What three choices of issue 11 cost: the uuid filter on the write path, `ingest rebuild`
+under load, the index events_by_uuid_key on the drain (method: benchmarks/README.md)."""
 import json
 import logging
+import os
 import signal
 import time
-from statistics import median
 
 from benchmarks import cpu, load, preload, range_store
-from benchmarks.backlog import Sampler
-from benchmarks.scenarios.drain import drain_span
 from harness.stack import PYTHON
-from benchmarks.summary import median_of, ratio
-from benchmarks.targets import Target, count_events, reset_store
+from benchmarks.report import listed, n, x
+from benchmarks.summary import med, median_of, ratio, us_per_2xx
+from benchmarks.targets import Sampler, Target, count_events, reset_store
 from core import keys
 
 log = logging.getLogger("benchmarks")
 
-OURS = ("api", "redis", "mariadb", "ingest")
-"""The processes a write costs CPU in (wrk's is left out)."""
 REBUILD_BOUND_S = 600
 """Bound on one rebuild (and so on the wrk that runs around it)."""
 DRAIN_BOUND_S = 600
 INDEX = "events_by_uuid_key"
 SAMPLE_S = 0.1
-
-# The real `python -m ingest rebuild`, its phases timed from inside. The functions are
-# looked up by name when called, so replacing them on their modules times every call.
-TIMED_REBUILD = r"""
-import json, sys, time
-t0 = time.monotonic()
-from core import event_store, range_buckets
-from ingest import rebuild
-from ingest import __main__ as cli
-phases = {}
-def timed(module, name, key):
-    original = getattr(module, name)
-    def wrapper(*args, **kwargs):
-        began = time.monotonic()
-        try:
-            return original(*args, **kwargs)
-        finally:
-            phases.setdefault(key + "_at_s", round(began - t0, 3))
-            phases[key + "_s"] = round(phases.get(key + "_s", 0) + time.monotonic() - began, 3)
-    setattr(module, name, wrapper)
-timed(event_store, "create_tables", "create_tables")
-timed(range_buckets, "rebuild", "range_buckets")
-timed(rebuild, "_fill_filter", "uuid_filter")
-timed(rebuild, "_rebuild_fenced", "fenced_work")
-try:
-    code = cli.main(["rebuild"])
-finally:
-    phases["command_s"] = round(time.monotonic() - t0, 3)
-    print("PHASES " + json.dumps(phases), file=sys.stderr, flush=True)
-sys.exit(code)
-"""
-
-# `python -m ingest run --burst` that does not add missing og.events indexes at start
-# (both arms of (c) run it, so the index is the only difference).
-DRAIN_WITHOUT_INDEX_UPKEEP = (
-    "import sys; from core import event_store; "
-    "event_store._upgrade_events = lambda engine: None; "
-    "from ingest.__main__ import main; sys.exit(main(['run', '--burst']))")
-
 
 def run(stack, plan):
     filter_windows = []
@@ -105,7 +37,7 @@ def run(stack, plan):
             drains.append(_drain(stack, plan, number, indexed))
     return {"rounds": plan.rounds, "duration_s": plan.duration, "filter": filter_windows,
             "rebuilds": rebuilds, "drains": drains,
-            "summary": summarize(filter_windows, rebuilds, drains)}
+            "summary": summarize({"filter": filter_windows, "rebuilds": rebuilds, "drains": drains})}
 
 
 # --- (a) the uuid filter ------------------------------------------------------------------
@@ -159,11 +91,6 @@ def _filter_window(stack, plan, number, on):
              result["p99_ms"], result["errors"], cores["api"], cores["redis"], r["redis_us_per_call"],
              cores["others"], r["seen_bits"], r["aof_bytes_added"])
     return {"round": number, "label": label, "on": on, "window": window}
-
-
-def _us_per_2xx(window):
-    ok = window["results"][0]["ok_per_s"]
-    return round(sum(window["cpu_cores"][role] for role in OURS) / ok * 1e6, 1) if ok else None
 
 
 # --- (b) ingest rebuild with the API serving -------------------------------------------------
@@ -233,7 +160,7 @@ def _rebuild_window(stack, plan, target, events, number):
         try:
             time.sleep(plan.ops_rebuild_before_s)
             began = timeline.now()
-            command = load.LoadProcess([PYTHON, "-c", TIMED_REBUILD], REBUILD_BOUND_S, target.env)
+            command = load.LoadProcess([PYTHON, "-m", "ingest", "rebuild"], REBUILD_BOUND_S, target.env)
             code, text, rebuild_cpu, wall = command.wait()
             ended = timeline.now()
             time.sleep(plan.ops_rebuild_after_s)
@@ -246,9 +173,8 @@ def _rebuild_window(stack, plan, target, events, number):
     target.accepted += result["counters"].get("initial_ok", 0) + result["counters"].get("followup_ok", 0)
     if code != 0:
         raise RuntimeError(f"ingest rebuild exited {code}:\n{text[-3000:]}")
-    lines = text.splitlines()
-    summary = json.loads(next(l for l in lines if l.startswith("{")))
-    phases = json.loads(next(l for l in lines if l.startswith("PHASES "))[len("PHASES "):])
+    summary = json.loads(next(l for l in text.splitlines() if l.startswith("{")))
+    phases = summary["phases"]  # the command's own seconds per phase
     settle_s = target.settle()
     fence_seen = timeline.fence_span()
     samples = timeline.samples
@@ -304,66 +230,69 @@ def _has_index(stack):
 
 
 def _drain(stack, plan, number, indexed):
+    """A running worker (`ingest run`), its start-up migration done (its consumer group made
+    after it), the index dropped from outside for the 'without' arm, the worker paused
+    (SIGSTOP) while the backlog is XADDed, then resumed and timed until it is drained."""
     label = "with index" if indexed else "without index"
-    if not indexed:
-        drop_s = _sql(stack, f"ALTER TABLE events DROP INDEX {INDEX}")
-    if _has_index(stack) != indexed:
-        raise RuntimeError(f"{label}: the index is {'missing' if indexed else 'there'}")
-    rows_before = count_events(stack)
     client = stack.redis().client()
+    client.delete(keys.stream(0))  # drained and empty: its group is made again at start-up
+    rows_before = count_events(stack)
     try:
-        began = time.monotonic()
-        # The same size and shape each drain, other uuids (a uuid drained before would land
-        # beside its twin in the index, on pages the first drain left in the buffer pool).
-        added = preload.into_streams(client, plan.ops_drain_backlog, 1, seed=2 * number + indexed)
-        fill_s = time.monotonic() - began
-        env = stack.env("redis")
-        meter = cpu.CpuMeter({"mariadb": cpu.pid_of(stack.started_mariadb())}).start()
-        metered = time.monotonic()
-        worker = load.LoadProcess([PYTHON, "-c", DRAIN_WITHOUT_INDEX_UPKEEP], DRAIN_BOUND_S, env)
-        code, text, worker_cpu, wall = worker.wait()
-        time.sleep(plan.ops_drain_tail_s)  # what MariaDB finishes after the last commit
-        mariadb_cores = meter.stop()["mariadb"]
-        metered_s = time.monotonic() - metered
-        _, seconds = drain_span(code, text)
-        left = client.xlen(keys.stream(0))
+        with stack.ingest_worker(stack.env("redis"), f"ops-{number}-{label.replace(' ', '-')}") as worker:
+            _wait(lambda: client.exists(keys.stream(0)) and client.xinfo_groups(keys.stream(0)), "start-up")
+            if not indexed:
+                drop_s = _sql(stack, f"ALTER TABLE events DROP INDEX {INDEX}")
+            if _has_index(stack) != indexed:
+                raise RuntimeError(f"{label}: the index is {'missing' if indexed else 'there'}")
+            pid = worker.process.pid
+            os.kill(pid, signal.SIGSTOP)
+            try:
+                # The same size and shape each drain, other uuids (seeded by round and arm).
+                added = preload.into_streams(client, plan.ops_drain_backlog, 1, seed=2 * number + indexed)
+            finally:
+                os.kill(pid, signal.SIGCONT)
+            worker_cpu = cpu.cpu_seconds(pid)
+            meter = cpu.CpuMeter({"mariadb": cpu.pid_of(stack.started_mariadb())}).start()
+            began = time.monotonic()
+            _wait(lambda: int(client.get(keys.undrained(0)) or 0) == 0 and not sum(
+                (g["lag"] or 0) + g["pending"] for g in client.xinfo_groups(keys.stream(0))), "the drain")
+            seconds = time.monotonic() - began
+            worker_cpu = cpu.cpu_seconds(pid) - worker_cpu
+            time.sleep(plan.ops_drain_tail_s)  # what MariaDB finishes after the last commit
+            mariadb_cores = meter.stop()["mariadb"]
+            metered_s = time.monotonic() - began
     finally:
         client.close()
     stored = count_events(stack) - rows_before
     still = _has_index(stack)
-    result = {
-        "round": number, "label": label, "indexed": indexed, "rows_before": rows_before,
-        "backlog": added, "fill_s": round(fill_s, 2), "drain_s": round(seconds, 3),
-        "events_per_s": round(added / seconds), "process_wall_s": round(wall, 2),
-        "worker_cpu_us_per_event": round(worker_cpu / added * 1e6, 1),
-        "mariadb_cpu_us_per_event": round(mariadb_cores * metered_s / added * 1e6, 1),
-        "mariadb_cores": mariadb_cores,
-        "stored": stored, "index_unchanged": still == indexed,
-        "ok": stored == added and still == indexed,
-    }
-    result["cpu_us_per_event"] = round(result["worker_cpu_us_per_event"]
-                                       + result["mariadb_cpu_us_per_event"], 1)
+    result = {"round": number, "label": label, "indexed": indexed, "rows_before": rows_before,
+              "backlog": added, "drain_s": round(seconds, 3), "events_per_s": round(added / seconds),
+              "worker_cpu_us_per_event": round(worker_cpu / added * 1e6, 1),
+              "mariadb_cpu_us_per_event": round(mariadb_cores * metered_s / added * 1e6, 1),
+              "mariadb_cores": mariadb_cores, "stored": stored, "index_unchanged": still == indexed,
+              "ok": stored == added and still == indexed}
+    result["cpu_us_per_event"] = round(result["worker_cpu_us_per_event"] + result["mariadb_cpu_us_per_event"], 1)
     if not indexed:
         result["drop_index_s"] = round(drop_s, 3)
         rows = count_events(stack)
-        add_s = _sql(stack, f"ALTER TABLE events ADD INDEX {INDEX} (uuid_key),"
-                            " ALGORITHM=INPLACE, LOCK=NONE")
+        add_s = _sql(stack, f"ALTER TABLE events ADD INDEX {INDEX} (uuid_key), ALGORITHM=INPLACE, LOCK=NONE")
         result["add_index"] = {"rows": rows, "seconds": round(add_s, 2)}
     log.info("drain round %d %-13s %7d events on %d rows: %7d events/s (worker %.1f + MariaDB %.1f µs"
-             " CPU/event)%s%s", number, label, added, rows_before, result["events_per_s"],
+             " CPU/event) %s", number, label, added, rows_before, result["events_per_s"],
              result["worker_cpu_us_per_event"], result["mariadb_cpu_us_per_event"],
-             f"; index added back online on {result['add_index']['rows']:,} rows in "
-             f"{result['add_index']['seconds']} s" if not indexed else "",
-             "" if result["ok"] else f"  CHECK FAILED stored {stored} left {left}")
+             "ok" if result["ok"] else f"CHECK FAILED stored {stored}")
     return result
 
 
+def _wait(predicate, what, bound_s=DRAIN_BOUND_S):
+    deadline = time.monotonic() + bound_s
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"operations: {what} did not come within {bound_s} s")
+        time.sleep(0.05)
+
+
 # --- summary --------------------------------------------------------------------------------------
-
-def _median(values, digits=1):
-    known = [v for v in values if v is not None]
-    return round(median(known), digits) if known else None
-
 
 def _by_round(items, key):
     rounds = {}
@@ -383,15 +312,15 @@ def _filter_summary(windows):
     pairs = _by_round(windows, "on")
     on, off = _filter_label(True), _filter_label(False)
     per = {label: {
-        "us_per_2xx": _median([_us_per_2xx(w["window"]) for w in windows if w["label"] == label]),
-        "api_cores": _median([w["window"]["cpu_cores"]["api"] for w in windows if w["label"] == label], 2),
-        "redis_cores": _median([w["window"]["cpu_cores"]["redis"] for w in windows if w["label"] == label], 3),
-        "others_cores": _median([w["window"]["cpu_cores"]["others"] for w in windows if w["label"] == label], 2),
-        "redis_us_per_call": _median([w["window"]["redis"]["redis_us_per_call"] for w in windows
+        "us_per_2xx": med([us_per_2xx(w["window"]) for w in windows if w["label"] == label]),
+        "api_cores": med([w["window"]["cpu_cores"]["api"] for w in windows if w["label"] == label], 2),
+        "redis_cores": med([w["window"]["cpu_cores"]["redis"] for w in windows if w["label"] == label], 3),
+        "others_cores": med([w["window"]["cpu_cores"]["others"] for w in windows if w["label"] == label], 2),
+        "redis_us_per_call": med([w["window"]["redis"]["redis_us_per_call"] for w in windows
                                       if w["label"] == label]),
-        "script_calls_per_s": _median([w["window"]["redis"]["script_calls_per_s"] for w in windows
+        "script_calls_per_s": med([w["window"]["redis"]["script_calls_per_s"] for w in windows
                                        if w["label"] == label]),
-        "aof_bytes_per_write": _median([
+        "aof_bytes_per_write": med([
             w["window"]["redis"]["aof_bytes_added"] / w["window"]["check"]["appended"]
             for w in windows if w["label"] == label and not w["window"]["redis"]["aof_rewrote"]
             and (w["window"]["redis"]["aof_bytes_added"] or 0) > 0
@@ -399,7 +328,7 @@ def _filter_summary(windows):
         "aof_windows": sum(1 for w in windows if w["label"] == label
                            and not w["window"]["redis"]["aof_rewrote"]
                            and (w["window"]["redis"]["aof_bytes_added"] or 0) > 0),
-        "used_memory_mib_after": _median([w["window"]["redis"]["used_memory_after"] / 2**20
+        "used_memory_mib_after": med([w["window"]["redis"]["used_memory_after"] / 2**20
                                           for w in windows if w["label"] == label]),
         "seen_bits": next(w["window"]["redis"]["seen_bits"] for w in windows if w["label"] == label),
     } for label in (on, off)}
@@ -409,7 +338,7 @@ def _filter_summary(windows):
         "on_vs_off_rounds": [ratio(p[True]["window"]["results"][0]["ok_per_s"],
                                    p[False]["window"]["results"][0]["ok_per_s"]) for p in pairs],
         "cost_ratio": ratio(per[off]["us_per_2xx"], per[on]["us_per_2xx"]),
-        "cost_ratio_rounds": [ratio(_us_per_2xx(p[False]["window"]), _us_per_2xx(p[True]["window"]))
+        "cost_ratio_rounds": [ratio(us_per_2xx(p[False]["window"]), us_per_2xx(p[True]["window"]))
                               for p in pairs],
         "redis_us_per_call_rounds": {label: [w["window"]["redis"]["redis_us_per_call"] for w in windows
                                              if w["label"] == label] for label in (on, off)},
@@ -427,17 +356,17 @@ def _drain_summary(drains):
         if not mine:
             continue
         per["with index" if indexed else "without index"] = {
-            "events_per_s": _median([d["events_per_s"] for d in mine], 0),
+            "events_per_s": med([d["events_per_s"] for d in mine], 0),
             "rounds_events_per_s": [d["events_per_s"] for d in mine],
-            "worker_cpu_us_per_event": _median([d["worker_cpu_us_per_event"] for d in mine]),
-            "mariadb_cpu_us_per_event": _median([d["mariadb_cpu_us_per_event"] for d in mine]),
-            "cpu_us_per_event": _median([d["cpu_us_per_event"] for d in mine]),
+            "worker_cpu_us_per_event": med([d["worker_cpu_us_per_event"] for d in mine]),
+            "mariadb_cpu_us_per_event": med([d["mariadb_cpu_us_per_event"] for d in mine]),
+            "cpu_us_per_event": med([d["cpu_us_per_event"] for d in mine]),
             "rows_before": [d["rows_before"] for d in mine],
         }
     adds = [d["add_index"] for d in drains if "add_index" in d]
     out = {"per": per, "backlog": drains[0]["backlog"],
            "checks_ok": all(d["ok"] for d in drains), "add_index": adds,
-           "add_index_s": _median([a["seconds"] for a in adds], 2)}
+           "add_index_s": med([a["seconds"] for a in adds], 2)}
     if len(per) == 2:
         w, wo = per["with index"], per["without index"]
         out.update({
@@ -451,21 +380,106 @@ def _drain_summary(drains):
     return out
 
 
-def summarize(filter_windows, rebuilds, drains):
+def summarize(result):
+    filter_windows, rebuilds, drains = result["filter"], result["rebuilds"], result["drains"]
     sizes = []
     for store in rebuilds:
         windows = store["windows"]
         sizes.append({
             "events": store["events"],
-            "rows": _median([w["events_in_store"] for w in windows], 0),
-            "command_s": _median([w["command_wall_s"] for w in windows], 2),
-            "range_buckets_s": _median([w["phases"].get("range_buckets_s") for w in windows], 2),
-            "uuid_filter_s": _median([w["phases"].get("uuid_filter_s") for w in windows], 2),
-            "fenced_s": _median([w["fenced_s"] for w in windows], 3),
-            "fence_seen_s": _median([w["fence_seen_s"] for w in windows], 2),
+            "rows": med([w["events_in_store"] for w in windows], 0),
+            "command_s": med([w["command_wall_s"] for w in windows], 2),
+            "range_buckets_s": med([w["phases"].get("range_buckets_s") for w in windows], 2),
+            "uuid_filter_s": med([w["phases"].get("uuid_filter_s") for w in windows], 2),
+            "fenced_s": med([w["fenced_s"] for w in windows], 3),
+            "fence_seen_s": med([w["fence_seen_s"] for w in windows], 2),
             "status_503": [w["status_503"] for w in windows],
             "after_vs_before": [w["after_vs_before"] for w in windows],
             "checks_ok": store["check"]["ok"] if store["check"] else None,
         })
     return {"filter": _filter_summary(filter_windows), "rebuild": sizes,
             "drain": _drain_summary(drains)}
+
+
+def render(o, table):
+    s, plan = o["summary"], o["plan"]
+    parts = ["## Operating costs of issue 11: the uuid filter, rebuild under load, the uuid index\n"]
+    f = s.get("filter")
+    if f:
+        on, off = f["per"]["filter on"], f["per"]["filter off"]
+        rows = []
+        for label, row in f["flow"].items():
+            k = f["per"][label]
+            rows.append((label, n(k["seen_bits"]), n(row["ok_per_s"]), listed(row["rounds_ok_per_s"]),
+                         n(row["p50_ms"], 1), n(row["p99_ms"], 1), n(row["errors"]),
+                         n(k["api_cores"], 2), n(k["redis_cores"], 3), n(k["others_cores"], 2),
+                         n(k["us_per_2xx"]), n(k["redis_us_per_call"], 1),
+                         f"{n(k['aof_bytes_per_write'])} ({k.get('aof_windows', '–')})",
+                         n(k["used_memory_mib_after"], 1)))
+        parts += [
+            "### (a) The uuid filter on /initial\n",
+            f"{o.get('rounds', plan['rounds'])} interleaved round(s) of {o.get('duration_s', plan['duration'])} s, "
+            "request path, the store emptied before each window.\n",
+            "\n".join(table(("window", "filter bits", "2xx/s (median)", "per round", "p50 ms", "p99 ms",
+                    "errors", "API cores", "Redis cores", "other tenants", "all µs/2xx",
+                    "Redis µs/call", "AOF B/write", "Redis MiB"), rows)),
+            f"\nOn / off: 2xx/s **{x(f['on_vs_off'])}** (per round {_r(f['on_vs_off_rounds'])}); "
+            f"CPU per write {n(off['us_per_2xx'])} µs off, {n(on['us_per_2xx'])} µs on: cost "
+            f"ratio **{x(f['cost_ratio'])}** (per round {_r(f['cost_ratio_rounds'])}), the "
+            "throughput to expect with the filter, relative to without, at equal CPU. Redis µs "
+            f"per call per round: on {listed(f['redis_us_per_call_rounds']['filter on'], lambda v: n(v, 1))}, "
+            f"off {listed(f['redis_us_per_call_rounds']['filter off'], lambda v: n(v, 1))}. "
+            "og.events checks: " + ("all passed." if f["checks_ok"] else "**FAILED** (results.json)."),
+        ]
+    if s.get("rebuild"):
+        rows = []
+        for store in o["rebuilds"]:
+            for w in store["windows"]:
+                p = w["phases"]
+                rows.append((f"{store['events']:,}", w["round"], n(w["events_in_store"]),
+                             f"**{w['command_wall_s']:.2f}**", n(p.get("create_tables_s"), 2),
+                             n(p.get("range_buckets_s"), 2), w["range_bucket_days"],
+                             n(p.get("uuid_filter_s"), 2), f"**{w['fenced_s']:.3f}**",
+                             n(w["fence_seen_s"], 2),
+                             f"**{n(w['status_503'])}**", n(w["writes_per_s_before"]),
+                             n(w["writes_per_s_during"]), n(w["writes_per_s_after"]),
+                             x(w["after_vs_before"]), n(w["max_undrained"]), w["settle_s"]))
+        checks = [store["check"] for store in o["rebuilds"] if store["check"]]
+        parts += [
+            "\n### (b) `ingest rebuild` with the API serving and the worker running\n",
+            f"The flow {plan['ops_rebuild_before_s']} s before, during and {plan['ops_rebuild_after_s']} s after "
+            "`python -m ingest rebuild`; phases from its summary JSON.\n",
+            "\n".join(table(("store events", "round", "rows at start", "command s", "create_tables s",
+                    "range buckets s", "days", "uuid filter s", "fenced_s", "fence seen s",
+                    "503", "writes/s before", "during", "after",
+                    "after/before", "max undrained", "drained after s"), rows)),
+            "\nog.events after each store's windows: " + (
+                "gained exactly what the API appended, nothing undrained."
+                if checks and all(c["ok"] for c in checks) else f"**check FAILED**: {checks}"),
+        ]
+    d = s.get("drain")
+    if d:
+        rows = [(label, n(k["events_per_s"]), listed(k["rounds_events_per_s"]),
+                 n(k["worker_cpu_us_per_event"], 1), n(k["mariadb_cpu_us_per_event"], 1),
+                 n(k["cpu_us_per_event"], 1), listed(k["rows_before"]))
+                for label, k in d["per"].items()]
+        adds = "; ".join(f"{n(a['rows'])} rows in {a['seconds']:.2f} s" for a in d["add_index"])
+        parts += [
+            "\n### (c) The index events_by_uuid_key on the drain\n",
+            f"One running worker drains {n(d['backlog'])} entries into the store (b) left, with the index and "
+            "without it (dropped with SQL after the worker's start-up), rounds interleaved.\n",
+            "\n".join(table(("drain", "events/s (median)", "per round", "worker µs/event",
+                    "MariaDB µs/event", "both µs/event", "rows before, per round"), rows)),
+            f"\nWith / without: events/s **{x(d.get('with_vs_without'))}** (per round "
+            f"{_r(d.get('with_vs_without_rounds', []))}); CPU cost ratio "
+            f"**{x(d.get('cost_ratio'))}** (per round {_r(d.get('cost_ratio_rounds', []))}: "
+            "CPU per event without over with). Adding the index back online: "
+            f"{adds}. Every drain stored its "
+            "backlog exactly and left the index as it found it: "
+            + ("yes." if d["checks_ok"] else "**no** (results.json)."),
+        ]
+    return "\n".join(parts).split("\n")
+
+
+def _r(values):
+    return listed(values, x)

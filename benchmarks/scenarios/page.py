@@ -1,27 +1,13 @@
-"""What watching costs (issue 12, "cheap to watch"): the requests one open page makes, and
-what 100 open pages do to write throughput.
-
-(a) One page: headless Chromium (Debian's, as tests/browser drives it) keeps `/` open on
-    the redis API, worker running, for plan.page_open_s; the page's own Resource Timing
-    entries list every request it made after loading, so requests/s is counted, not
-    assumed. Beside it, the plan read from server/page/page.js (REFRESH_MS, one request
-    per refresh: the overview with the window).
-(b) Open pages, simulated: wrk with watchers.lua, one connection per page, each asking
-    exactly a page's refresh request (GET /dashboard/overview?lower=..&upper=.. for
-    today, the page's default window) at its interval (not browsers: a browser per page
-    would measure Chromium, not the API). Rounds interleaved, each two windows of the
-    conversation flow (conversation.lua as throughput runs it), one alone and one beside
-    the watchers, the order alternating from round to round; worker running, drained and
-    checked after each window. The ratio of 2xx/s with over without, per round and of
-    the medians.
-"""
+"""What watching costs: the requests one open page makes, and write throughput beside 100
+simulated open pages (method: benchmarks/README.md)."""
 import logging
 import re
 import time
 from statistics import median
 
 from benchmarks import load
-from benchmarks.summary import median_of, ratio
+from benchmarks.report import listed, n, x
+from benchmarks.summary import med, median_of, ratio, statuses, us_per_2xx
 from benchmarks.targets import Target
 from harness.servers import REPO_ROOT
 
@@ -70,7 +56,8 @@ def run(stack, plan):
     return {"refresh_ms": interval_ms, "requests_per_refresh": REQUESTS_PER_REFRESH,
             "planned_requests_per_s": round(planned, 3),
             "one_page": one, "watchers": plan.page_watchers, "rounds": plan.rounds,
-            "duration_s": plan.duration, "windows": windows, "summary": summarize(windows)}
+            "duration_s": plan.duration, "windows": windows,
+            "summary": summarize({"windows": windows})}
 
 
 # --- (a) one real page ------------------------------------------------------------------
@@ -133,7 +120,8 @@ def _window(stack, plan, number, watched, interval_ms):
     return {"round": number, "label": label, "watched": watched, "window": window}
 
 
-def summarize(windows):
+def summarize(result):
+    windows = result["windows"]
     flows = {}
     for label in (_label(False), _label(True)):
         mine = [w["window"]["results"][0] for w in windows if w["label"] == label]
@@ -153,9 +141,9 @@ def summarize(windows):
     known = [r for r in rounds if r is not None]
     # CPU per write: steadier than 2xx/s when other tenants take a varying share of the
     # two cores. With watchers it includes what their requests cost, which is the point.
-    cost = {label: _median([_us_per_2xx(w["window"]) for w in windows if w["label"] == label])
+    cost = {label: med([us_per_2xx(w["window"]) for w in windows if w["label"] == label])
             for label in flows}
-    cost_rounds = [ratio(_us_per_2xx(pair[_label(False)]), _us_per_2xx(pair[_label(True)]))
+    cost_rounds = [ratio(us_per_2xx(pair[_label(False)]), us_per_2xx(pair[_label(True)]))
                    for _, pair in sorted(by_round.items()) if len(pair) == 2]
     return {
         "us_per_2xx": cost,
@@ -171,30 +159,29 @@ def summarize(windows):
         "watcher_p99_ms": round(median(r["p99_ms"] for r in watchers if r["p99_ms"] is not None), 2)
         if watchers else None,
         "watcher_errors": sum(r["errors"] for r in watchers),
-        "watcher_statuses": _statuses(watchers),
+        "watcher_statuses": {str(k): v for k, v in statuses(watchers).items()},
         "cpu_cores": cores,
         "checks_ok": all(w["window"]["check"]["ok"] for w in windows if w["window"]["check"]),
     }
 
 
-OURS = ("api", "redis", "mariadb", "ingest")
-"""The processes a write costs CPU in (the load generators' is left out)."""
-
-
-def _us_per_2xx(window):
-    """CPU µs of the stack per conversation-flow 2xx in one window."""
-    ok = window["results"][0]["ok_per_s"]
-    return round(sum(window["cpu_cores"][role] for role in OURS) / ok * 1e6, 1) if ok else None
-
-
-def _median(values):
-    known = [v for v in values if v is not None]
-    return round(median(known), 1) if known else None
-
-
-def _statuses(results):
-    total = {}
-    for result in results:
-        for status, count in result["statuses"].items():
-            total[str(status)] = total.get(str(status), 0) + count
-    return total
+def render(p, table):
+    s, one = p["summary"], p["one_page"]
+    rows = [[label, n(row["ok_per_s"]), listed(row["rounds_ok_per_s"]), n(row["p50_ms"], 1), n(row["p99_ms"], 1),
+             n(row["errors"]), *[n(s["cpu_cores"][label][r], 2) for r in ("api", "redis", "mariadb", "ingest", "others")]]
+            for label, row in s["flow"].items()]
+    kinds = ", ".join(f"{k} {c}" for k, c in sorted(one["by_kind"].items()))
+    return ["## The page: what watching costs", "",
+            f"**One open page** (headless Chromium on `/`, redis backend, worker running): {one['requests']} requests "
+            f"in {one['seconds']} s = **{one['requests_per_s']:.3f} requests/s** ({kinds}); page.js plans "
+            f"{p['planned_requests_per_s']:.3f}/s (one request every {p['refresh_ms'] / 1000:g} s). Loading it: "
+            + ", ".join(f"{k} {c}" for k, c in sorted(one["at_load"].items())) + ", plus the document.", "",
+            f"**{p['watchers']} open pages** (wrk `watchers.lua`) beside the conversation flow, {p['rounds']} round(s) "
+            f"of {p['duration_s']} s: write throughput with / without = **{x(s['with_vs_without'])}** (per round: "
+            f"{listed(s['with_vs_without_rounds'], x)}); watchers {n(s['watcher_requests_per_s'], 1)} requests/s, p99 "
+            f"{n(s['watcher_p99_ms'], 1)} ms, statuses {s['watcher_statuses']}, errors {s['watcher_errors']}. CPU per "
+            f"write {n(s['us_per_2xx'].get('flow'))} µs without, {n(s['us_per_2xx'].get('flow+watchers'))} µs with: "
+            f"cost ratio **{x(s['cost_ratio'])}** (per round: {listed(s['cost_ratio_rounds'], x)}).", "",
+            *table(("window", "2xx/s (median)", "per round", "p50 ms", "p99 ms", "errors", "API cores", "Redis",
+                    "MariaDB", "worker", "other tenants"), rows), "",
+            "og.events checks after every window: " + ("all passed" if s["checks_ok"] else "**FAILED**") + "."]

@@ -1,30 +1,10 @@
-"""nginx in front of gunicorn vs gunicorn direct: what the proxy of `make run` costs.
-
-One run, rounds interleaved, so that a noisy neighbour hurts both ways alike. Each round
-measures the conversation flow (wrk as in throughput: `conversation.lua`, `-t1 -c64`,
-pinned to core 1; the same gunicorn.conf.py and settings) on two backends, each two ways:
-
-    null, redis              (a) gunicorn direct on a loopback TCP port, as throughput
-                             runs it (its "null" and "redis" rows),
-    null+nginx, redis+nginx  (b) the same gunicorn on a unix socket
-                             (OG_GUNICORN_BIND=unix:PATH) behind the project's nginx,
-                             provision/nginx.conf.template rendered by
-                             provision/nginx_conf.py exactly as `make run` renders it
-                             (harness/servers.py NginxServer); wrk points at nginx.
-
-The order within each pair alternates from round to round (direct first, then proxied
-first), so that neither way always follows the other. redis: the request path alone, as
-throughput's "redis" row: ingest worker stopped during the window, backlog drained
-afterwards and checked (og.events gained exactly what the API appended, at least every
-200 wrk saw, nothing left undrained). nginx's CPU is read from /proc around each window
-(its master and workers, as benchmarks/cpu.py reads gunicorn's), so its cost per request
-is known; the API's CPU is gunicorn's alone in both ways.
-"""
+"""nginx in front of gunicorn vs gunicorn direct: what the proxy of `make run` costs (method:
+benchmarks/README.md)."""
 import logging
-from statistics import median
 
 from benchmarks import load
-from benchmarks.summary import median_of, ratio
+from benchmarks.report import listed, n, x
+from benchmarks.summary import med, median_of, ratio
 from benchmarks.targets import Target
 
 log = logging.getLogger("benchmarks")
@@ -55,7 +35,7 @@ def run(stack, plan):
             windows.append(_window(stack, plan, backend, proxied, number))
     return {"rounds": plan.proxy_rounds, "duration_s": plan.proxy_duration,
             "connections": load.CONNECTIONS, "windows": windows,
-            "summary": summarize(windows)}
+            "summary": summarize({"windows": windows})}
 
 
 # --- one window -------------------------------------------------------------------------
@@ -157,16 +137,12 @@ def derive(window):
 
 # --- summary ----------------------------------------------------------------------------
 
-def _median(values, digits=1):
-    known = [v for v in values if v is not None]
-    return round(median(known), digits) if known else None
-
-
 def _by_round(windows, label):
     return {w["round"]: w for w in windows if w["label"] == label}
 
 
-def summarize(windows):
+def summarize(result):
+    windows = result["windows"]
     labels = list(dict.fromkeys(w["label"] for w in windows))
     flow, cost = {}, {}
     for label in labels:
@@ -177,7 +153,7 @@ def summarize(windows):
         row["nginx_error_log_lines"] = sum(w["check"]["nginx_error_log_lines"] for w in mine)
         flow[label] = row
         derived = [w["derived"] for w in mine]
-        cost[label] = {key: _median([d[key] for d in derived], 2 if key.endswith("cores") else 1)
+        cost[label] = {key: med([d[key] for d in derived], 2 if key.endswith("cores") else 1)
                        for key in derived[0]}
         cost[label]["rounds_nginx_us_per_request"] = [d["nginx_us_per_request"] for d in derived]
     proxy = {}
@@ -195,7 +171,7 @@ def summarize(windows):
             "direct": direct, "proxied": proxied,
             "vs_direct": ratio(fb["ok_per_s"], fa["ok_per_s"]),
             "vs_direct_rounds": rounds,
-            "vs_direct_median_of_rounds": _median(rounds, 3),
+            "vs_direct_median_of_rounds": med(rounds, 3),
             "p50_added_ms": _diff(fb["p50_ms"], fa["p50_ms"]),
             "p99_added_ms": _diff(fb["p99_ms"], fa["p99_ms"]),
             "nginx_us_per_request": cb["nginx_us_per_request"],
@@ -226,3 +202,46 @@ def summarize(windows):
 
 def _diff(a, b):
     return None if a is None or b is None else round(a - b, 2)
+
+
+def _added(value, unit):
+    return "–" if value is None else f"{value:+.1f} {unit}"
+
+
+def render(p, table):
+    s = p["summary"]
+    rows = []
+    for label, row in s["flow"].items():
+        k, proxied = s["cost"][label], label.endswith(PROXIED)
+        backend = label[:-len(PROXIED)] if proxied else label
+        rows.append((f"{backend}, " + ("(b) nginx → gunicorn (unix socket)" if proxied else "(a) gunicorn direct (TCP)"),
+                     n(row["ok_per_s"]), listed(row["rounds_ok_per_s"]),
+                     x(s["proxy"].get(backend, {}).get("vs_direct")) if proxied else "–",
+                     n(row["p50_ms"], 1), n(row["p99_ms"], 1), n(row["p999_ms"], 1), n(row["errors"]),
+                     n(row["generator_cores"], 2), n(k["api_cores"], 2), n(k["nginx_cores"], 2) if proxied else "–",
+                     n(k["others_cores"], 2), n(k["api_us_per_2xx"]),
+                     f"**{n(k['nginx_us_per_request'])}**" if proxied else "–", n(k["all_us_per_2xx"])))
+    lines = [f"- **{b}**: (b)/(a) **{x(d['vs_direct'])}** (median of the per-round ratios "
+             f"{x(d['vs_direct_median_of_rounds'])}; per round {listed(d['vs_direct_rounds'], x)}); latency p50 "
+             f"{_added(d['p50_added_ms'], 'ms')}, p99 {_added(d['p99_added_ms'], 'ms')}. nginx used "
+             f"**{n(d['nginx_us_per_request'])} µs of CPU per request** ({n(d['nginx_cores'], 2)} cores). CPU per 2xx, "
+             f"direct → proxied: API {n(d['api_us_per_2xx_direct'])} → {n(d['api_us_per_2xx_proxied'])} µs, all "
+             f"{n(d['all_us_per_2xx_direct'])} → {n(d['all_us_per_2xx_proxied'])} µs ({_added(d['added_us_per_2xx'], 'µs')}): "
+             f"cost ratio {x(d['cost_ratio'])} (per round {listed(d['cost_ratio_rounds'], x)})."
+             for b, d in s["proxy"].items()]
+    if s.get("redis_vs_null"):
+        lines.append("- redis / null: " + "; ".join(
+            f"{'through nginx' if way == 'proxied' else 'direct'} {x(v['vs_null'])} (per round "
+            f"{listed(v['vs_null_rounds'], x)})" for way, v in s["redis_vs_null"].items()) + ".")
+    checks = s["checks"]
+    bad = [c for c in checks if not c["ok"]]
+    logged = sum(c["nginx_error_log_lines"] for c in checks)
+    return ["## nginx in front of gunicorn vs gunicorn direct", "",
+            f"{p.get('rounds')} round(s) of {p.get('duration_s')} s windows. The headline ratios to null "
+            "(Targets, throughput) stay gunicorn-direct; this says what the proxy in front costs.", "",
+            *table(("backend, way", "2xx/s (median)", "per round", "(b)/(a)", "p50 ms", "p99 ms", "p99.9 ms",
+                    "errors", "wrk cores", "API cores", "nginx cores", "other tenants", "API µs/2xx",
+                    "nginx µs/request", "all µs/2xx"), rows), "", *lines, "",
+            (f"**Checks FAILED** for {len(bad)} of {len(checks)} windows." if bad else
+             f"**Checks**: {len(checks)} windows: every answer 2xx, og.events complete after each redis window.")
+            + f" nginx's error.log gained {logged} line(s)."]

@@ -1,9 +1,5 @@
-"""/dashboard/range staleness: from a 200 on /initial until /dashboard/range counts it,
-with the ingest worker running, idle and under the conversation-flow load.
-
-Each probe starts a conversation with symbol 'z' (the load uses a-y only) and polls a
-range of +-PAD_S around its send time until 'z' has count 1 there.
-"""
+"""/dashboard/range staleness: from a 200 on /initial (symbol z) until /dashboard/range
+counts it, idle and under load (method: benchmarks/README.md)."""
 import http.client
 import json
 import logging
@@ -12,6 +8,7 @@ import uuid as uuidlib
 from statistics import median
 
 from benchmarks import load
+from benchmarks.report import n
 from benchmarks.targets import Target
 
 log = logging.getLogger("benchmarks")
@@ -91,3 +88,13 @@ def run(stack, plan):
         target.settle()
         check = target.check()
     return {"idle": idle, "loaded": loaded, "load": window, "check": check}
+
+
+def render(s, table):
+    load = s["load"]["results"][0]
+    return ["## /dashboard/range staleness", "",
+            "From the 200 of a probe's /initial until /dashboard/range (polled every 10 ms) counts it; worker running.", "",
+            *table(("", "seen", "p50 ms", "p90 ms", "max ms"),
+                   [(name, f"{part['seen']}/{part['probes']}", part["p50_ms"], part["p90_ms"], part["max_ms"])
+                    for name, part in (("idle", s["idle"]),
+                                       (f"under load ({n(load['ok_per_s'])} 2xx/s)", s["loaded"]))])]

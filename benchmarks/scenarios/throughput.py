@@ -1,29 +1,27 @@
-"""Throughput and latency per backend, rounds interleaved: the conversation flow on an
-empty store; dashboard reads and a mixed workload (the flow plus paced reads) on a store
-holding plan.read_events events of today; and client/client.py on an empty store.
-"""
+"""Throughput and latency per backend, rounds interleaved (method: benchmarks/README.md)."""
 import logging
-from statistics import median
 from datetime import datetime, timezone
 
-from benchmarks import load
-from benchmarks.summary import add_ratios, median_of
-from benchmarks.targets import Target
+from benchmarks import load, plots
+from benchmarks.report import get, listed, n, verdict, x
+from benchmarks.summary import OURS, add_ratios, med, median_of, us_per_2xx
+from benchmarks.targets import Target, checks_line, progress
 
 log = logging.getLogger("benchmarks")
 
 BACKENDS = (("null", False), ("sqlite", False), ("redis", False), ("redis", True))
 """(backend, ingest worker running during the windows)."""
 CLIENT_BOUND_S = 600
+WORKLOADS = (("flow", "conversation flow"), ("reads", "dashboard reads"),
+             ("mixed_writes", "mixed: writes"), ("mixed_reads", "mixed: reads"))
 
 
 def run(stack, plan):
-    windows = []
-    for number in range(1, plan.rounds + 1):
-        for backend, worker in BACKENDS:
-            windows.append(_round(stack, plan, backend, worker, number))
-    clients = [_client(stack, plan, backend, worker) for backend, worker in BACKENDS]
-    return {"windows": windows, "client": clients, "summary": summarize(windows, clients)}
+    windows = [_round(stack, plan, backend, worker, number)
+               for number in range(1, plan.rounds + 1) for backend, worker in BACKENDS]
+    result = {"windows": windows, "client": [_client(stack, plan, *b) for b in BACKENDS]}
+    result["summary"] = summarize(result)
+    return result
 
 
 def _round(stack, plan, backend, worker, number):
@@ -34,30 +32,21 @@ def _round(stack, plan, backend, worker, number):
         target.settle()
         flow = target.measure(lambda: load.start_wrk(url, "conversation", plan.duration))
         flow["settle_s"] = target.settle()
-        _progress(target, number, "conversation flow", flow["results"][0])
+        progress(number, target.label, "conversation flow", flow)
         flow_check = target.check()
     with Target(stack, backend, worker, preload=plan.read_events) as target:
         url = target.url
-        reads = target.measure(lambda: load.start_wrk(url, "dashboard", plan.read_duration,
-                                                      (today, today)))
-        _progress(target, number, "dashboard reads", reads["results"][0])
+        reads = target.measure(lambda: load.start_wrk(url, "dashboard", plan.read_duration, (today, today)))
+        progress(number, target.label, "dashboard reads", reads)
         mixed = target.measure(
             lambda: load.start_wrk(url, "conversation", plan.mixed_duration),
             lambda: load.start_wrk(url, "dashboard", plan.mixed_duration,
                                    (today, today, plan.read_delay_ms), plan.read_connections))
         mixed["settle_s"] = target.settle()
-        _progress(target, number, "mixed: writes", mixed["results"][0])
-        _progress(target, number, "mixed: reads", mixed["results"][1])
+        progress(number, target.label, "mixed", mixed)
         mixed_check = target.check()
     return {"round": number, "backend": target.label, "flow": flow, "reads": reads,
             "mixed": mixed, "checks": [c for c in (flow_check, mixed_check) if c]}
-
-
-def _progress(target, number, what, result):
-    log.info("round %d %-13s %-18s %8.0f ok/s  p50 %s  p99 %s  p99.9 %s ms  errors %d"
-             "  (wrk %.2f cores)", number, target.label, what, result["ok_per_s"],
-             result["p50_ms"], result["p99_ms"], result["p999_ms"], result["errors"],
-             result["generator_cores"])
 
 
 def _client(stack, plan, backend, worker):
@@ -68,51 +57,125 @@ def _client(stack, plan, backend, worker):
         target.settle()
         summary["check"] = target.check()
     summary["backend"] = target.label
-    log.info("client.py %-13s %8.0f req/s  p50 %7.2f  p99 %8.2f ms  errors %d  (client %.2f cores)",
-             target.label, summary["requests_per_s"], summary["p50_ms"], summary["p99_ms"],
-             summary["errors"], summary["generator_cores"])
+    log.info("client.py %-13s %8.0f req/s  p99 %8.2f ms  errors %d  (client %.2f cores)", target.label,
+             summary["requests_per_s"], summary["p99_ms"], summary["errors"], summary["generator_cores"])
     return summary
 
 
-def summarize(windows, clients):
+def summarize(result):
+    windows = result["windows"]
     labels = list(dict.fromkeys(w["backend"] for w in windows))
-    table = {}
-    for workload, index in (("flow", 0), ("reads", 0), ("mixed_writes", 0), ("mixed_reads", 1)):
-        key = workload.split("_")[0]
-        table[workload] = add_ratios({
-            label: median_of([w[key]["results"][index] for w in windows if w["backend"] == label])
-            for label in labels})
-    cpu = {label: _median_cpu([w["flow"] for w in windows if w["backend"] == label])
-           for label in labels}
-    if "null" in cpu:
-        for row in cpu.values():
-            row["cost_vs_null"] = round(cpu["null"]["us_per_response"] / row["us_per_response"], 3)
-    lag = {label: max(w["flow"].get("backlog", {}).get("max_backlog", 0) for w in windows
-                      if w["backend"] == label) for label in labels}
-    settle = {label: max(w["flow"]["settle_s"] or 0 for w in windows if w["backend"] == label)
-              for label in labels}
-    return {"workloads": table, "flow_cpu_cores": cpu, "flow_max_backlog": lag,
-            "flow_max_settle_s": settle,
-            "checks": [c for w in windows for c in w["checks"]] + [c["check"] for c in clients if c["check"]]}
+    mine = {label: [w for w in windows if w["backend"] == label] for label in labels}
+    table = {workload: add_ratios({label: median_of([w[workload.split("_")[0]]["results"][index]
+                                                     for w in mine[label]]) for label in labels})
+             for workload, index in (("flow", 0), ("reads", 0), ("mixed_writes", 0), ("mixed_reads", 1))}
+    cpu = {}
+    for label in labels:
+        flows = [w["flow"] for w in mine[label]]
+        cpu[label] = {role: med([f["cpu_cores"][role] for f in flows], 2) for role in flows[0]["cpu_cores"]}
+        cpu[label]["api_us_per_response"] = med([us_per_2xx(f, ("api",)) for f in flows], 0)
+        cpu[label]["us_per_response"] = med([us_per_2xx(f, OURS) for f in flows], 0)
+    for row in cpu.values():
+        row["cost_vs_null"] = round(cpu["null"]["us_per_response"] / row["us_per_response"], 3) \
+            if "null" in cpu and row["us_per_response"] else None
+    return {"workloads": table, "flow_cpu_cores": cpu,
+            "flow_max_backlog": {l: max(get(w, "flow", "backlog", "max_backlog") or 0 for w in mine[l]) for l in labels},
+            "flow_max_settle_s": {l: max(w["flow"]["settle_s"] or 0 for w in mine[l]) for l in labels},
+            "checks": [c for w in windows for c in w["checks"]]
+            + [c["check"] for c in result["client"] if c["check"]]}
 
 
-OURS = ("api", "redis", "mariadb", "ingest")
-"""The processes under test, whose CPU a response costs (wrk's is left out)."""
+def _spread(summary, label):
+    known = [r for r in get(summary, "workloads", "flow", label, "vs_null_rounds") or [] if r is not None]
+    cost = get(summary, "flow_cpu_cores", label, "cost_vs_null")
+    return (f" (rounds {min(known):.2f}–{max(known):.2f}" if known else " (") + \
+        (f"; CPU cost ratio {cost:.2f}×)" if cost is not None else ")")
 
 
-def _us_per_response(window, roles):
-    ok = window["results"][0]["ok_per_s"]
-    return sum(window["cpu_cores"][role] for role in roles) / ok * 1e6 if ok else 0
+def targets(result):
+    s = get(result, "summary")
+    flow = get(s, "workloads", "flow") or {}
+    return [verdict("redis request path ≥ 0.9× null (conversation flow, worker stopped)",
+                    get(flow, "redis", "vs_null"), 0.9, unit="×" + _spread(s, "redis")),
+            verdict("whole system (worker running) ≥ 0.75× null", get(flow, "redis+ingest", "vs_null"),
+                    0.75, unit="×" + _spread(s, "redis+ingest")),
+            verdict("redis p99 < 50 ms at 64 connections (request path)", get(flow, "redis", "p99_ms"),
+                    50, "lower", " ms", "{:.1f}"),
+            verdict("redis+ingest p99 < 50 ms at 64 connections", get(flow, "redis+ingest", "p99_ms"),
+                    50, "lower", " ms", "{:.1f}")]
 
 
-def _median_cpu(windows):
-    """Median cores per role, and CPU µs per 2xx response: the API's, and all of ours.
+WRK = ("backend", "2xx/s (median)", "per round", "vs null", "vs sqlite", "p50 ms", "p99 ms",
+       "p99.9 ms", "errors", "wrk cores")
+CPU = ("API cores", "Redis", "MariaDB", "worker", "other tenants", "API µs/2xx", "all µs/2xx", "cost ratio")
 
-    On a shared host the throughput of a window depends on how much CPU other tenants
-    took; the CPU cost of a response does not, so cost ratios are steadier than
-    throughput ratios."""
-    samples = [w["cpu_cores"] for w in windows]
-    cores = {role: round(median(s[role] for s in samples), 2) for role in samples[0]}
-    cores["api_us_per_response"] = round(median(_us_per_response(w, ("api",)) for w in windows))
-    cores["us_per_response"] = round(median(_us_per_response(w, OURS) for w in windows))
-    return cores
+
+def wrk_rows(rows, cpu=None):
+    out = []
+    for label, row in rows.items():
+        cells = [label, n(row["ok_per_s"]), listed(row["rounds_ok_per_s"]), x(row.get("vs_null")),
+                 x(row.get("vs_sqlite")), n(row["p50_ms"], 1), n(row["p99_ms"], 1),
+                 n(row["p999_ms"], 1), n(row["errors"]), n(row["generator_cores"], 2)]
+        if cpu:
+            c = cpu[label]
+            cells += [n(c[k], 2) for k in ("api", "redis", "mariadb", "ingest", "others")]
+            cells += [n(c["api_us_per_response"]), n(c["us_per_response"]), x(c.get("cost_vs_null"))]
+        out.append(cells)
+    return out
+
+
+def render(result, table):
+    s, plan, w = result["summary"], result["plan"], result["summary"]["workloads"]
+    null, lag = w["flow"].get("null"), s["flow_max_backlog"].get("redis+ingest")
+    lines = ["## Throughput and latency", "",
+             f"wrk `-t1 -c64` pinned to core 1, {plan['duration']} s windows, {plan['rounds']} "
+             "interleaved round(s); medians over rounds.", "",
+             "### Conversation flow (/initial, then /followup for half of the 200s), empty store", "",
+             *table(WRK + CPU, wrk_rows(w["flow"], s["flow_cpu_cores"])), "",
+             "### Dashboard reads (half /dashboard/symbol, half /dashboard/range over today)", "",
+             f"On a store holding {plan['read_events']:,} events of today.", "",
+             *table(WRK, wrk_rows(w["reads"])), "",
+             "### Mixed: the conversation flow with paced dashboard reads beside it", "",
+             f"A second wrk, {plan['read_connections']} connections pausing {plan['read_delay_ms']} ms.",
+             "", "Writes:", "", *table(WRK, wrk_rows(w["mixed_writes"])), "",
+             "Reads:", "", *table(WRK, wrk_rows(w["mixed_reads"])), "",
+             f"### client/client.py (`--concurrency {plan['client_concurrency']} --conversations "
+             f"{plan['client_conversations']}`), one run each", "",
+             *table(("backend", "req/s", "p50 ms", "p99 ms", "errors", "client cores", "accuracy first/last tenth"),
+                    [(c["backend"], n(c["requests_per_s"]), n(c["p50_ms"], 1), n(c["p99_ms"], 1),
+                      n(c["errors"]), n(c["generator_cores"], 2),
+                      f"{c['accuracy_first_tenth']} / {c['accuracy_last_tenth']}") for c in result["client"]]), ""]
+    if null:
+        lines += [f"**The generator is not the limit.** Against null wrk used {null['generator_cores']:.2f} "
+                  f"cores for {n(null['ok_per_s'])} responses/s; the API {s['flow_cpu_cores']['null']['api']:.2f}.", ""]
+    if lag is not None:
+        lines += [f"**Whole-system lag.** The undrained backlog peaked at {n(lag)} events; og.events had "
+                  f"everything {s['flow_max_settle_s']['redis+ingest']} s after the window.", ""]
+    return lines + [checks_line(s["checks"])]
+
+
+def plot(result, out):
+    t, windows = result["summary"]["workloads"], result["windows"]
+    clients = {c["backend"]: c["requests_per_s"] for c in result["client"]}
+    figure, (axis,) = plots.panels(1, 10, 4.8)
+    plots.bars(axis, [label for _, label in WORKLOADS] + ["client.py"],
+               [(b, [t[k][b]["ok_per_s"] for k, _ in WORKLOADS] + [clients.get(b, 0)],
+                 [t[k][b]["rounds_ok_per_s"] for k, _ in WORKLOADS] + [None],
+                 [x(t["flow"][b].get("vs_null"))]) for b in t["flow"]],
+               "Throughput per backend (flow labels: ratio to null)",
+               "2xx responses / s (median of rounds; bars: min-max)")
+    names = plots.save(figure, out, "throughput")
+    figure, (axis,) = plots.panels(1)
+    plots.percentiles(axis, [(b, plots.median_round([w for w in windows if w["backend"] == b], "flow"), "-")
+                             for b in t["flow"]], "Conversation flow, 64 connections (median round)")
+    names += plots.save(figure, out, "latency")
+    figure, (axis,) = plots.panels(1)
+    for w in windows:
+        for key, style in (("flow", "-"), ("mixed", "--")):
+            samples = get(w, key, "backlog", "samples") if w["backend"] == "redis+ingest" else None
+            if samples:
+                axis.plot([p["t"] for p in samples], [p["lag"] + p["pending"] for p in samples], style,
+                          label=f"round {w['round']} {key}")
+    axis.set(title="Whole system: undrained events during the load", xlabel="seconds into the window",
+             ylabel="stream entries not yet written (lag + pending)")
+    return names + plots.save(figure, out, "lag")
