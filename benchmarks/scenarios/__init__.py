@@ -2,5 +2,5 @@
 part of results.json) and render(result, table) -> markdown lines; optionally
 targets(result or None) -> [(target, measured, met)], plot(result, out) -> [png names],
 summarize(result) -> its summary (redone by --report-only). Adding one: a name here."""
-SCENARIOS = ("throughput", "growth", "drain", "memory", "staleness", "range", "cluster", "proxy",
-             "page", "operations")
+SCENARIOS = ("throughput", "ledger", "growth", "drain", "memory", "staleness", "range", "cluster",
+             "proxy", "page", "operations")

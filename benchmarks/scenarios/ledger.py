@@ -59,6 +59,10 @@ BATCH = 1000
 
 
 def run(stack, plan):
+    from types import SimpleNamespace
+    # Its sizes follow the run's: windows half throughput's, the drain sweep's backlog.
+    plan = SimpleNamespace(rounds=plan.rounds, ledger_seconds=max(3, plan.duration // 2),
+                           ledger_drain_events=plan.drain_backlog)
     api = _api_rows(stack, plan)
     redis = _redis_commands(stack, plan)
     database = CountingMariaDB(stack.dir / "ledger-mariadb").start()
@@ -251,6 +255,8 @@ def render(result, table):
     lines += table(["command", "calls/request", "µs/call", "µs/request"],
                    [[r["command"], r["calls_per_request"], r["us_per_call"], r["us_per_request"]]
                     for r in commands["commands"]])
+    lines += ["", "nginx's share of a request under `make run` is in the Proxy section (nginx CPU "
+              "per request, and redis vs null both through the same nginx)."]
     lines += ["", "One drained event (`python -m ingest run`, batches of 1,000; MariaDB time by "
               "statement from performance_schema):", ""]
     names = [name for _, name in STATEMENTS]
@@ -260,20 +266,3 @@ def render(result, table):
                      d["mariadb_us"], d["redis_us"], *[d["statements_us"].get(n, "") for n in names]]
                     for d in result["drains"]])
     return lines
-
-
-if __name__ == "__main__":  # the ledger alone: python -m benchmarks.scenarios.ledger [--quick]
-    import sys
-    from types import SimpleNamespace
-
-    from benchmarks.stack import Stack
-    quick = "--quick" in sys.argv
-    stack = Stack()
-    try:
-        out = run(stack, SimpleNamespace(rounds=1 if quick else 3, ledger_seconds=3 if quick else 8,
-                                         ledger_drain_events=20_000 if quick else 200_000))
-    finally:
-        stack.close()
-    print(json.dumps(out, indent=1))
-    print("\n".join(render(out, lambda h, rows: ["| " + " | ".join(map(str, h)) + " |"]
-                                                + ["| " + " | ".join(map(str, r)) + " |" for r in rows])))

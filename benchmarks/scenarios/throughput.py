@@ -95,10 +95,10 @@ def _spread(summary, label):
 def targets(result):
     s = get(result, "summary")
     flow = get(s, "workloads", "flow") or {}
-    return [verdict("redis request path ≥ 0.9× null (conversation flow, worker stopped)",
-                    get(flow, "redis", "vs_null"), 0.9, unit="×" + _spread(s, "redis")),
-            verdict("whole system (worker running) ≥ 0.75× null", get(flow, "redis+ingest", "vs_null"),
-                    0.75, unit="×" + _spread(s, "redis+ingest")),
+    return [verdict("redis request path ≥ 0.85× null (conversation flow, worker stopped)",
+                    get(flow, "redis", "vs_null"), 0.85, unit="×" + _spread(s, "redis")),
+            verdict("whole system (worker running) ≥ 0.80× null", get(flow, "redis+ingest", "vs_null"),
+                    0.80, unit="×" + _spread(s, "redis+ingest")),
             verdict("redis p99 < 50 ms at 64 connections (request path)", get(flow, "redis", "p99_ms"),
                     50, "lower", " ms", "{:.1f}"),
             verdict("redis+ingest p99 < 50 ms at 64 connections", get(flow, "redis+ingest", "p99_ms"),
