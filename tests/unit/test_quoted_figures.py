@@ -85,6 +85,13 @@ def test_the_rule_sees_the_figures(name, at_least):
     assert len([f for f in figures if not f[3]]) >= at_least
 
 
+SAMPLE_REPORT = """
+| redis | 3,625 | 0.64× | 60.32× | 48.0 | 32,422 |
+| cluster | 55,208 | 21.9 | 815.8 | 362 |
+"""
+"""A report's figures in its own form (the checks above run on the committed one)."""
+
+
 @pytest.mark.parametrize("made_up", [
     "the request path ran at 0.73x null",
     "whole system 0.69× of null",
@@ -94,8 +101,8 @@ def test_the_rule_sees_the_figures(name, at_least):
     "Redis spends 36.8 µs per call",
     "≈0.83x of null",
 ])
-def test_a_made_up_figure_is_caught(made_up, report_text):
-    assert unbacked(made_up, report_text), made_up
+def test_a_made_up_figure_is_caught(made_up):
+    assert unbacked(made_up, SAMPLE_REPORT), made_up
 
 
 @pytest.mark.parametrize("quoted", [
@@ -104,5 +111,5 @@ def test_a_made_up_figure_is_caught(made_up, report_text):
     "one worker: 32,422-55,208 events/s",
     "≈2,760 writes/s per core (1,000,000 / 362 µs); ≈89 µs more",
 ])
-def test_report_figures_and_computed_ones_pass(quoted, report_text):
-    assert not unbacked(quoted, report_text)
+def test_report_figures_and_computed_ones_pass(quoted):
+    assert not unbacked(quoted, SAMPLE_REPORT)
