@@ -27,6 +27,9 @@ Read top to bottom, the failure paths are:
 - a poison entry: a malformed one goes to the dead-letter stream at once; one the
   database rejects stays pending, is retried on reclaim, and is dead-lettered once it
   has been delivered max_deliveries times. Neither blocks the rest of its batch.
+- acknowledged entries left untrimmed (the node that acked them failed before its trim
+  replicated): a running worker trims every partition on the catch-up's cadence too,
+  not only after a batch of its own.
 - a dead worker: its pending entries are reclaimed (XAUTOCLAIM) at start and every
   claim interval; once its consumer holds nothing and has been idle past
   consumer_idle_ms, it is removed from the group (forget_consumers.lua, atomic).
@@ -225,6 +228,11 @@ class Worker:
             failed_at = self._redis_failed_at
             self._catch_up(deep=failed_at is not None and now - failed_at < DEEP_AFTER_ERROR_S)
             self._caught_up_at = now
+            if not burst:  # a burst's batches trim their partitions; it ends when dry
+                # A master that failed after its acks reached its replica but before its
+                # trim did leaves acknowledged entries that only a later batch of that
+                # partition would trim: one that no write reaches again keeps them.
+                self.store.trim(range(self.partitions))
         if now - self._forgot_at >= min(self.claim_idle_ms, self.consumer_idle_ms) / 1000:
             self._forgot_at = now
             self._forget_gone_consumers()

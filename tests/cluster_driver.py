@@ -27,6 +27,27 @@ def partitions_state(client, partitions=PARTITIONS):
     return state
 
 
+def undrained_detail(client, state):
+    """What a failure message needs of each stream still holding entries: its entries'
+    ids, the stream's last id, the group's last-delivered id and pending entries."""
+    lines = []
+    for partition, value in state.items() if isinstance(state, dict) else ():
+        if not value[0] and not value[2]:
+            continue
+        stream = keys.stream(partition)
+        try:
+            ids = [entry_id for entry_id, _ in client.xrange(stream, count=10)]
+            info = client.xinfo_stream(stream)
+            groups = client.xinfo_groups(stream)
+            pending = client.xpending_range(stream, keys.GROUP, "-", "+", 10)
+        except RedisError as error:
+            lines.append(f"partition {partition}: {error!r}")
+            continue
+        lines.append(f"partition {partition}: entries {ids}, last-generated-id "
+                     f"{info.get('last-generated-id')}, groups {groups}, pending {pending}")
+    return "\n".join(lines)
+
+
 def wait_all_drained(client, worker=None, partitions=PARTITIONS, timeout=60.0):
     """Until every partition's stream is empty, with no lag and nothing pending."""
     deadline = time.monotonic() + timeout
@@ -42,7 +63,7 @@ def wait_all_drained(client, worker=None, partitions=PARTITIONS, timeout=60.0):
         if worker is not None:
             assert worker.running, f"ingest worker exited:\n{worker.log()}"
         assert time.monotonic() < deadline, f"not drained in {timeout} s: {state}" + (
-            f"\n{worker.log()}" if worker else "")
+            f"\n{undrained_detail(client, state)}" + (f"\n{worker.log()}" if worker else ""))
         time.sleep(POLL_S)
 
 

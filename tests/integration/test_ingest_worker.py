@@ -347,6 +347,20 @@ def test_running_worker_recreates_its_group_after_redis_loses_its_data(
     assert worker.terminate() == 0
 
 
+def test_acknowledged_entries_no_batch_comes_to_trim_are_trimmed(redis, database, ingest):
+    # What a failover can leave: a master acked entries, the ack reached its replica,
+    # the trim did not; no new write reaches the partition to trim them with its batch.
+    append_events(redis, 30, symbols="a")
+    redis.xgroup_create(STREAM, keys.GROUP, id="0")
+    read = redis.xreadgroup(keys.GROUP, "gone", {STREAM: ">"})
+    redis.xack(STREAM, keys.GROUP, *[entry_id for entry_id, _ in read[0][1]])
+    assert group_state(redis) == (30, 0, 0)
+    worker = ingest().start(redis)
+    wait_for(lambda: redis.xlen(STREAM) == 0, "acknowledged entries trimmed")
+    assert int(redis.get(keys.undrained(0))) == 0
+    assert worker.terminate() == 0
+
+
 def test_worker_recreates_og_events_dropped_under_it(make_app, redis, database, ingest):
     api = make_app("redis")
     rng = random.Random(5)
