@@ -1,13 +1,7 @@
-"""The steps between NullInterface and the product, for the cost ledger
-(benchmarks/scenarios/ledger.py). gunicorn serves `benchmarks.ledger_app:application`:
-server/wsgi.py's entry, with the app's data_interface replaced by the step
-OG_LEDGER_STEP names:
-- `yield`: NullInterface that gives the gevent hub one turn per write, as waiting on a
-  socket would: the floor of any backend that answers only after I/O;
-- `noop_script`: NullInterface that runs one no-op script per write through the
-  store's client (core/store/client.py: coalesced, pipelined, its replies classified),
-  on the key initial.lua would use: the client without the script's work.
-"""
+"""server/wsgi.py's `application`, the app's data_interface replaced by the cost ledger's step
+OG_LEDGER_STEP names: `yield` (one gevent turn per write: the floor of any backend that
+answers after I/O) or `noop_script` (one no-op script per write through the store's client:
+coalesced, pipelined, its replies classified, on the key initial.lua would use)."""
 import os
 
 import gevent
@@ -18,8 +12,6 @@ from core.config import load
 from core.store.gateway import Store
 from server.null_interface import NullInterface
 from server.wsgi import application  # noqa: F401  (what gunicorn serves)
-
-NOOP = "return 'ok'"
 
 
 class YieldingNull(NullInterface):
@@ -32,23 +24,22 @@ class YieldingNull(NullInterface):
 
 
 class NoopScriptNull(NullInterface):
-    def __init__(self, settings):
-        self.settings = settings
-        self._store = None
-
-    def _run(self, uuid):
-        if self._store is None:  # after the fork and gevent's patching, as the product does
-            self._store = Store.connect(self.settings.redis_url, 1, self.settings.redis_timeout)
-            self._sha = self._store.client.add_script(NOOP)
-        self._store.client.execute("EVALSHA", self._sha, 1, keys.conversation(0, uuid))
+    store = None
 
     def initial(self, uuid, symbol):
-        self._run(uuid)
+        self.run(uuid)
         return False
 
     def followup(self, uuid):
-        self._run(uuid)
+        self.run(uuid)
+
+    def run(self, uuid):
+        if self.store is None:  # after the fork and gevent's patching, as the product does
+            settings = load()
+            self.store = Store.connect(settings.redis_url, 1, settings.redis_timeout)
+            self.sha = self.store.client.add_script("return 'ok'")
+        self.store.client.execute("EVALSHA", self.sha, 1, keys.conversation(0, uuid))
 
 
-STEPS = {"yield": lambda: YieldingNull(), "noop_script": lambda: NoopScriptNull(load())}
-_app.data_interface = STEPS[os.environ["OG_LEDGER_STEP"]]()
+_app.data_interface = {"yield": YieldingNull,
+                       "noop_script": NoopScriptNull}[os.environ["OG_LEDGER_STEP"]]()
