@@ -8,7 +8,8 @@ from benchmarks import cpu, load, plots, preload
 from benchmarks.report import listed, n, x
 from benchmarks.scenarios.drain import DRAIN_BOUND_S, drain_span
 from benchmarks.summary import add_ratios, med, median_of, ratio, statuses
-from benchmarks.targets import Target, count_events, database_name, reset_store, stream_length
+from benchmarks.targets import (Target, count_events, database_name, progress, reset_store,
+                                stream_length)
 from core import keys
 from harness.stack import CLUSTER, PYTHON
 
@@ -83,20 +84,15 @@ def _window(stack, plan, label, store, settings, number):
         log.warning("%s: answers other than 2xx and 503: %s", label, check["unexpected_statuses"])
         check["ok"] = False
     if store == CLUSTER:
-        # Was it as it was (3 masters, a replica each in sync)? If not, bring it back so that
-        # the next window is not disturbed.
+        # Not as it was (3 masters, a replica each in sync)? Back, lest it disturb the next.
         check["cluster_problems"] = stack.redis_cluster().problems()
         if check["cluster_problems"]:
             log.warning("cluster unhealthy after a window: %s", check["cluster_problems"])
             stack.redis_cluster().ensure_healthy()
             check["ok"] = False
-    result, cores, derived = flow["results"][0], flow["cpu_cores"], derive(flow)
-    log.info("round %d %-14s %8.0f ok/s  p50 %s  p99 %s  p99.9 %s ms  errors %d  (API %.2f, "
-             "Redis %.2f cores, others %.2f; wrk %.2f)", number, label, result["ok_per_s"],
-             result["p50_ms"], result["p99_ms"], result["p999_ms"], result["errors"],
-             cores["api"], derived["redis_cores"], cores["others"], result["generator_cores"])
+    progress(number, label, "conversation flow", flow)
     return {"round": number, "label": label, "store": store, "settings": settings,
-            "flow": flow, "derived": derived, "check": check}
+            "flow": flow, "derived": derive(flow), "check": check}
 
 
 def derive(window):
@@ -152,11 +148,8 @@ def _drain(stack, plan, label, store, partitions, number):
         "max_batch": max(batches, default=None),
         "stored": stored, "stream_length_after": left, "ok": stored == added and left == 0,
     }
-    log.info("round %d drain %-8s %8d events over %2d stream(s) in %6.2f s = %7d events/s "
-             "(worker %.1f µs CPU/event; MariaDB %.2f, Redis %.2f cores; %d batches, max %s) "
-             "stored %s", number, label, added, partitions, result["drain_s"],
-             result["events_per_s"], result["worker_cpu_us_per_event"], cores["mariadb"],
-             cores["redis"], len(batches), result["max_batch"],
+    log.info("round %d drain %-7s %d events over %d stream(s): %d events/s; stored %s", number,
+             label, added, partitions, result["events_per_s"],
              "ok" if result["ok"] else f"MISMATCH {stored} (left {left})")
     return result
 
@@ -199,11 +192,10 @@ def summarize(result):
                          "fill_per_s mean_batch"),
         "max_batch": max((d.get("max_batch") or 0 for d in mine), default=None),
         "ok": all(d["ok"] for d in mine)} for label, mine in drains.items()}
-    if "single" in drain and "cluster" in drain:
-        single, cluster = drain["single"], drain["cluster"]
-        cluster["vs_single"] = ratio(cluster["events_per_s"], single["events_per_s"])
-        cluster["vs_single_rounds"] = [ratio(c, s) for c, s in zip(
-            cluster["rounds_events_per_s"], single["rounds_events_per_s"])]
+    single, cluster = drain["single"], drain["cluster"]
+    cluster["vs_single"] = ratio(cluster["events_per_s"], single["events_per_s"])
+    cluster["vs_single_rounds"] = [ratio(c, s) for c, s in zip(
+        cluster["rounds_events_per_s"], single["rounds_events_per_s"])]
     return {"flow": flow, "cost": cost, "drain": drain,
             "checks": [dict(w["check"], label=w["label"], round=w["round"])
                        for w in result["windows"]]}
@@ -236,7 +228,7 @@ def render(c, table):
                        for l, ref, what in (("cluster", "single", "(b)/(a)"),
                                             ("cluster+wait1", "single", "(c)/(a)"),
                                             ("cluster+wait1", "cluster", "(c)/(b)"))
-                       if s["flow"].get(l, {}).get("vs_" + ref) is not None)
+                       if s["flow"][l]["vs_" + ref] is not None)
     checks, idle = s["checks"], c["idle_cores"]
     bad = [k for k in checks if not k["ok"]]
     return ["## Redis Cluster vs single Redis", "",

@@ -7,7 +7,7 @@ import time
 from benchmarks import load
 from benchmarks.report import listed, n, x
 from benchmarks.summary import med, median_of, ratio, statuses, us_per_2xx
-from benchmarks.targets import Target
+from benchmarks.targets import Target, progress
 from harness.servers import REPO_ROOT
 
 log = logging.getLogger("benchmarks")
@@ -21,17 +21,15 @@ LABELS = ("flow", "flow+watchers")  # by whether simulated pages watch
 ROLES = ("api", "redis", "mariadb", "ingest", "others")
 
 # Every request the page made (Resource Timing), by kind, after `arguments[0]` ms.
-_REQUESTS = """
-const since = arguments[0], out = {};
+_REQUESTS = """const out = {};
 for (const entry of performance.getEntriesByType("resource")) {
-  if (entry.startTime < since) continue;
+  if (entry.startTime < arguments[0]) continue;
   const url = new URL(entry.name), path = url.pathname;
   const kind = path.startsWith("/dashboard/range/") ? "range"
     : path + (url.searchParams.has("lower") ? "?lower&upper" : "");
   out[kind] = (out[kind] || 0) + 1;
 }
-return out;
-"""
+return out;"""
 
 
 def run(stack, plan):
@@ -58,17 +56,15 @@ def run(stack, plan):
 def _one_page(stack, seconds):
     """Headless Chromium keeps the page open: the requests it made, by kind."""
     from harness.browser import start_chromium  # selenium: only when this runs
+    from selenium.webdriver.support.wait import WebDriverWait
 
     with Target(stack, "redis", worker=True, label="page") as target:
         driver = start_chromium()
         try:
             driver.get(target.url + "/")
-            deadline = time.monotonic() + 30
-            while driver.execute_script(
-                    "return document.getElementById('status').dataset.state") != "fresh":
-                if time.monotonic() > deadline:
-                    raise RuntimeError("the page did not show fresh numbers within 30 s")
-                time.sleep(0.1)
+            WebDriverWait(driver, 30, 0.1).until(lambda d: d.execute_script(
+                "return document.getElementById('status').dataset.state") == "fresh",
+                "the page did not show fresh numbers within 30 s")
             time.sleep(SETTLE_S)
             at_load = driver.execute_script(_REQUESTS, 0)
             since = driver.execute_script("return performance.now()")
@@ -97,39 +93,27 @@ def _window(stack, plan, number, watched, interval_ms):
         window = target.measure(*starters)
         window["settle_s"] = target.settle()
         window["check"] = target.check()
-    flow, cores = window["results"][0], window["cpu_cores"]
-    watchers = window["results"][1] if watched else None
-    log.info("round %d %-14s %8.0f ok/s  p99 %s ms  errors %d%s  (API %.2f cores, MariaDB %.2f, "
-             "others %.2f)", number, label, flow["ok_per_s"], flow["p99_ms"], flow["errors"],
-             f"; watchers {watchers['requests'] / watchers['seconds']:.1f} req/s, "
-             f"p99 {watchers['p99_ms']} ms, errors {watchers['errors']}" if watchers else "",
-             cores["api"], cores["mariadb"], cores["others"])
+    progress(number, label, "flow" + (", watchers" if watched else ""), window)
     return {"round": number, "label": label, "watched": watched, "window": window}
 
 
 def summarize(result):
     mine = {label: [w["window"] for w in result["windows"] if w["label"] == label]
             for label in LABELS}
-    mine = {label: windows for label, windows in mine.items() if windows}
-    by_round = {}
-    for w in result["windows"]:
-        by_round.setdefault(w["round"], {})[w["label"]] = w["window"]
-    pairs = [(pair[LABELS[0]], pair[LABELS[1]]) for _, pair in sorted(by_round.items())
-             if len(pair) == 2]
-    watchers = [window["results"][1] for window in mine.get(LABELS[1], [])]
+    alone, watched = mine.values()
+    watchers = [w["results"][1] for w in watched]
     # CPU per write: steadier than 2xx/s when other tenants take a varying share of the
     # two cores. With watchers it includes what their requests cost, which is the point.
-    cost = {label: med([us_per_2xx(window) for window in windows])
-            for label, windows in mine.items()}
-    flows = {label: median_of([window["results"][0] for window in windows])
+    cost = {label: med([us_per_2xx(w) for w in windows]) for label, windows in mine.items()}
+    flows = {label: median_of([w["results"][0] for w in windows])
              for label, windows in mine.items()}
-    rounds = [ratio(b["results"][0]["ok_per_s"], a["results"][0]["ok_per_s"]) for a, b in pairs]
+    rounds = [ratio(b["results"][0]["ok_per_s"], a["results"][0]["ok_per_s"])
+              for a, b in zip(alone, watched)]
     return {
-        "us_per_2xx": cost, "cost_ratio": ratio(cost.get(LABELS[0]), cost.get(LABELS[1])),
-        "cost_ratio_rounds": [ratio(us_per_2xx(a), us_per_2xx(b)) for a, b in pairs],
+        "us_per_2xx": cost, "cost_ratio": ratio(*cost.values()),
+        "cost_ratio_rounds": [ratio(us_per_2xx(a), us_per_2xx(b)) for a, b in zip(alone, watched)],
         "flow": flows,
-        "with_vs_without": ratio(flows[LABELS[1]]["ok_per_s"], flows[LABELS[0]]["ok_per_s"])
-        if len(flows) == 2 else None,
+        "with_vs_without": ratio(flows["flow+watchers"]["ok_per_s"], flows["flow"]["ok_per_s"]),
         "with_vs_without_rounds": rounds, "with_vs_without_median_of_rounds": med(rounds, 3),
         "watcher_requests_per_s": med([r["requests"] / r["seconds"] for r in watchers], 1),
         "watcher_p99_ms": med([r["p99_ms"] for r in watchers], 2),
@@ -137,8 +121,7 @@ def summarize(result):
         "watcher_statuses": {str(k): v for k, v in statuses(watchers).items()},
         "cpu_cores": {label: {role: med([w["cpu_cores"][role] for w in windows], 2)
                               for role in ROLES} for label, windows in mine.items()},
-        "checks_ok": all(w["check"]["ok"] for windows in mine.values() for w in windows
-                         if w["check"]),
+        "checks_ok": all(w["check"]["ok"] for w in alone + watched if w["check"]),
     }
 
 
@@ -161,8 +144,8 @@ def render(p, table):
             f"**{x(s['with_vs_without'])}** (per round: {listed(s['with_vs_without_rounds'], x)})"
             f"; watchers {n(s['watcher_requests_per_s'], 1)} requests/s, p99 "
             f"{n(s['watcher_p99_ms'], 1)} ms, statuses {s['watcher_statuses']}, errors "
-            f"{s['watcher_errors']}. CPU per write {n(s['us_per_2xx'].get('flow'))} µs without, "
-            f"{n(s['us_per_2xx'].get('flow+watchers'))} µs with: cost ratio "
+            f"{s['watcher_errors']}. CPU per write {n(s['us_per_2xx']['flow'])} µs without, "
+            f"{n(s['us_per_2xx']['flow+watchers'])} µs with: cost ratio "
             f"**{x(s['cost_ratio'])}** (per round: {listed(s['cost_ratio_rounds'], x)}).", "",
             *table(("window", "2xx/s (median)", "per round", "p50 ms", "p99 ms", "errors",
                     "API cores", "Redis", "MariaDB", "worker", "other tenants"), rows), "",

@@ -5,7 +5,7 @@ import logging
 from benchmarks import load
 from benchmarks.report import listed, n, x
 from benchmarks.summary import med, median_of, ratio, statuses
-from benchmarks.targets import Target
+from benchmarks.targets import Target, progress
 
 log = logging.getLogger("benchmarks")
 
@@ -56,20 +56,12 @@ def _window(stack, plan, backend, proxied, number):
              "events": events}
     check["ok"] = (check["non_2xx"] == 0 and check["socket_errors"] == 0
                    and (events is None or events["ok"]))
-    if not check["ok"]:
-        log.warning("%s: check FAILED: %s", label, {k: v for k, v in check.items()
-                                                     if k != "nginx_error_log"})
-    if logged:
-        log.warning("%s: nginx's error.log gained %d line(s), e.g. %s", label, len(logged),
-                    logged[0])
-    result, cores, derived = flow["results"][0], flow["cpu_cores"], derive(flow)
-    log.info("round %d %-12s %8.0f ok/s  p50 %s  p99 %s  p99.9 %s ms  errors %d  (API %.2f, "
-             "nginx %.2f cores = %s µs/request; others %.2f; wrk %.2f)", number, label,
-             result["ok_per_s"], result["p50_ms"], result["p99_ms"], result["p999_ms"],
-             result["errors"], cores["api"], derived["nginx_cores"],
-             derived["nginx_us_per_request"], cores["others"], result["generator_cores"])
+    if not check["ok"] or logged:
+        log.warning("%s: check %s; nginx's error.log gained %d line(s) %s", label,
+                    "ok" if check["ok"] else "FAILED", len(logged), logged[:1])
+    progress(number, label, "conversation flow", flow)
     return {"round": number, "label": label, "backend": backend, "proxied": proxied,
-            "flow": flow, "derived": derived, "check": check}
+            "flow": flow, "derived": derive(flow), "check": check}
 
 
 def _per(cores, rate):
@@ -90,60 +82,53 @@ def derive(window):
             "nginx_us_per_2xx": _per(nginx, ok), "all_us_per_2xx": _per(ours, ok)}
 
 
-def _ok_per_s(window):
-    return window["flow"]["results"][0]["ok_per_s"]
-
-
 def _diff(a, b):
     return None if a is None or b is None else round(a - b, 2)
 
 
+def _ratios(over, under):
+    """Round by round: over / under."""
+    return [ratio(a, b) for a, b in zip(over, under)]
+
+
 def summarize(result):
-    windows, flow, cost = {}, {}, {}  # windows: label -> round -> window
+    mine, flow, cost = {}, {}, {}  # mine: label -> its windows, in round order
     for w in result["windows"]:
-        windows.setdefault(w["label"], {})[w["round"]] = w
-    for label, rounds in windows.items():
-        mine = list(rounds.values())
-        flow[label] = median_of([w["flow"]["results"][0] for w in mine])
+        mine.setdefault(w["label"], []).append(w)
+    for label, windows in mine.items():
+        flow[label] = median_of([w["flow"]["results"][0] for w in windows])
         for key in ("non_2xx", "socket_errors", "nginx_error_log_lines"):
-            flow[label][key] = sum(w["check"][key] for w in mine)
-        derived = [w["derived"] for w in mine]
+            flow[label][key] = sum(w["check"][key] for w in windows)
+        derived = [w["derived"] for w in windows]
         cost[label] = {key: med([d[key] for d in derived], 2 if key.endswith("cores") else 1)
                        for key in derived[0]}
         cost[label]["rounds_nginx_us_per_request"] = [d["nginx_us_per_request"] for d in derived]
-
-    def per_round(over, under, value):
-        """value(over's window) / value(under's), round by round."""
-        return [ratio(value(windows[over][k]), value(windows[under][k]))
-                for k in sorted(set(windows[over]) & set(windows[under]))]
-
+    ok = {label: row["rounds_ok_per_s"] for label, row in flow.items()}
+    all_us = {label: [w["derived"]["all_us_per_2xx"] for w in ws] for label, ws in mine.items()}
     proxy = {}
     for direct in BACKENDS:
         proxied = direct + PROXIED
-        if direct in flow and proxied in flow:
-            rounds = per_round(proxied, direct, _ok_per_s)
-            fa, fb, ca, cb = flow[direct], flow[proxied], cost[direct], cost[proxied]
-            proxy[direct] = {
-                "direct": direct, "proxied": proxied,
-                "vs_direct": ratio(fb["ok_per_s"], fa["ok_per_s"]), "vs_direct_rounds": rounds,
-                "vs_direct_median_of_rounds": med(rounds, 3),
-                "p50_added_ms": _diff(fb["p50_ms"], fa["p50_ms"]),
-                "p99_added_ms": _diff(fb["p99_ms"], fa["p99_ms"]),
-                "nginx_us_per_request": cb["nginx_us_per_request"],
-                "nginx_cores": cb["nginx_cores"],
-                **{f"{key}_{way}": k[key] for key in ("api_us_per_2xx", "all_us_per_2xx")
-                   for way, k in (("direct", ca), ("proxied", cb))},
-                "added_us_per_2xx": _diff(cb["all_us_per_2xx"], ca["all_us_per_2xx"]),
-                # Direct CPU per 2xx over proxied: the throughput ratio to expect at equal CPU.
-                "cost_ratio": ratio(ca["all_us_per_2xx"], cb["all_us_per_2xx"]),
-                "cost_ratio_rounds": per_round(direct, proxied,
-                                               lambda w: w["derived"]["all_us_per_2xx"])}
+        rounds = _ratios(ok[proxied], ok[direct])
+        fa, fb, ca, cb = flow[direct], flow[proxied], cost[direct], cost[proxied]
+        proxy[direct] = {
+            "direct": direct, "proxied": proxied,
+            "vs_direct": ratio(fb["ok_per_s"], fa["ok_per_s"]), "vs_direct_rounds": rounds,
+            "vs_direct_median_of_rounds": med(rounds, 3),
+            "p50_added_ms": _diff(fb["p50_ms"], fa["p50_ms"]),
+            "p99_added_ms": _diff(fb["p99_ms"], fa["p99_ms"]),
+            "nginx_us_per_request": cb["nginx_us_per_request"], "nginx_cores": cb["nginx_cores"],
+            **{f"{key}_{way}": k[key] for key in ("api_us_per_2xx", "all_us_per_2xx")
+               for way, k in (("direct", ca), ("proxied", cb))},
+            "added_us_per_2xx": _diff(cb["all_us_per_2xx"], ca["all_us_per_2xx"]),
+            # Direct CPU per 2xx over proxied: the throughput ratio to expect at equal CPU.
+            "cost_ratio": ratio(ca["all_us_per_2xx"], cb["all_us_per_2xx"]),
+            "cost_ratio_rounds": _ratios(all_us[direct], all_us[proxied])}
     # redis's ratio to null, both ways: the README's headline is the direct one.
-    to_null = {way: {"vs_null": ratio(flow["redis" + suffix]["ok_per_s"],
-                                      flow["null" + suffix]["ok_per_s"]),
-                     "vs_null_rounds": per_round("redis" + suffix, "null" + suffix, _ok_per_s)}
-               for way, suffix in (("direct", ""), ("proxied", PROXIED))
-               if {"redis" + suffix, "null" + suffix} <= set(flow)}
+    to_null = {}
+    for way, end in (("direct", ""), ("proxied", PROXIED)):
+        redis, null = "redis" + end, "null" + end
+        to_null[way] = {"vs_null": ratio(flow[redis]["ok_per_s"], flow[null]["ok_per_s"]),
+                        "vs_null_rounds": _ratios(ok[redis], ok[null])}
     return {"flow": flow, "cost": cost, "proxy": proxy, "redis_vs_null": to_null,
             "checks": [dict(w["check"], label=w["label"], round=w["round"])
                        for w in result["windows"]]}
