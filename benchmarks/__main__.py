@@ -11,6 +11,7 @@ from pathlib import Path
 
 from benchmarks import load, machine, plan as plans, report
 from benchmarks.scenarios import SCENARIOS
+from harness.stack import Stack
 
 RESULTS = Path(__file__).with_name("results")
 log = logging.getLogger("benchmarks")
@@ -30,52 +31,48 @@ def parse(argv):
                         help="measure nothing: redo summaries, plots and report.md of a run")
     args = parser.parse_args(argv)
     args.only = [name.strip() for name in args.only.split(",") if name.strip()]
-    if set(args.only) - set(SCENARIOS):
-        parser.error(f"unknown scenario(s): {', '.join(sorted(set(args.only) - set(SCENARIOS)))}")
+    if unknown := set(args.only) - set(SCENARIOS):
+        parser.error(f"unknown scenario(s): {', '.join(sorted(unknown))}")
     if args.out is None:
         full = not args.quick and args.only == list(SCENARIOS)
         args.out = RESULTS if full else RESULTS / "raw" / ("quick" if args.quick else "partial")
     return args
 
 
-def _terminate(signum, _frame):
+def _interrupt(signum, _frame):
     raise KeyboardInterrupt(f"signal {signum}")
 
 
 def main(argv=None):
     args = parse(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
+    modules = report.modules()
     if args.report_only:
         results = json.loads(args.report_only.read_text())
-        for name, module in report.modules().items():
+        for name, module in modules.items():
             if name in results and hasattr(module, "summarize"):
                 results[name]["summary"] = module.summarize(results[name])
         write(results, args.report_only.parent)
         return 0
     # Clean up on SIGTERM as on Ctrl-C; SIGINT too when started with it ignored (`cmd &`).
-    signal.signal(signal.SIGTERM, _terminate)
-    signal.signal(signal.SIGINT, _terminate)
+    signal.signal(signal.SIGTERM, _interrupt)
+    signal.signal(signal.SIGINT, _interrupt)
     plan = plans.build(args.quick, args.duration, args.rounds)
     command = "python -m benchmarks " + shlex.join(argv if argv is not None else sys.argv[1:])
     results = {"command": command.strip(), "plan": plan.__dict__, "machine": machine.describe(),
                "started": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())}
     log.info("benchmarks: %s -> %s", ", ".join(args.only), args.out)
-    from harness.stack import Stack  # imports harness.servers: only once we run
-
-    stack = Stack(workers=args.workers, keep=args.keep)
-    started = time.monotonic()
-    modules = report.modules()
+    stack, started = Stack(workers=args.workers, keep=args.keep), time.monotonic()
     try:
         for name in args.only:
             log.info("== %s", name)
             began = time.monotonic()
             try:
                 results[name] = modules[name].run(stack, plan)
+                results[name]["seconds"] = round(time.monotonic() - began, 1)
             except Exception as error:  # the other scenarios and the report still run
                 log.exception("%s failed", name)
                 results.setdefault("failed", {})[name] = f"{type(error).__name__}: {error}"
-                continue
-            results[name]["seconds"] = round(time.monotonic() - began, 1)
     finally:
         load.kill_all()
         stack.close()

@@ -1,8 +1,5 @@
-"""CPU time of the processes under test, read from /proc, to show where the cores went.
-
-On two cores everything competes (API workers, Redis, MariaDB, the ingest worker and
-the load generator itself), so each measured window records CPU seconds per role.
-"""
+"""CPU time per process role, read from /proc: on two cores the API, Redis, MariaDB, the
+worker and the load generator all compete, so each window records who used the cores."""
 import os
 import time
 
@@ -27,45 +24,38 @@ def children(pid):
         return []
 
 
-def machine_busy_seconds():
-    """CPU seconds all cores spent not idle since boot (/proc/stat), every process counted."""
+def _machine_busy_seconds():
+    """CPU seconds all cores spent not idle since boot, every process on the host counted."""
     with open("/proc/stat") as stat:
-        fields = [int(x) for x in stat.readline().split()[1:]]
-    idle = fields[3] + fields[4]  # idle + iowait
-    return (sum(fields[:8]) - idle) / TICKS
+        fields = [int(x) for x in stat.readline().split()[1:9]]
+    return (sum(fields) - fields[3] - fields[4]) / TICKS  # not idle nor iowait
 
 
 class CpuMeter:
-    """CPU seconds per role between start() and stop(); roles map to pid lists.
-    "machine" is every process on the host, ours and other people's."""
+    """{role: cores used on average} between start() and stop() (1.0 = one core busy); roles
+    map to callables listing pids; "machine" is every process on the host, ours or not."""
 
     def __init__(self, roles):
-        self.roles = roles  # {"api": callable -> pids, ...}
-        self._before = {}
-        self._started = None
+        self.roles = roles
 
     def _sample(self):
-        return {role: {pid: cpu_seconds(pid) for pid in pids()} for role, pids in self.roles.items()}
+        return {role: {pid: cpu_seconds(pid) for pid in pids()}
+                for role, pids in self.roles.items()}
 
     def start(self):
-        self._before = self._sample()
-        self._machine = machine_busy_seconds()
+        self._before, self._machine = self._sample(), _machine_busy_seconds()
         self._started = time.monotonic()
         return self
 
     def stop(self):
-        """{role: cores used on average} over the window (1.0 = one core busy)."""
         elapsed = time.monotonic() - self._started
-        machine = machine_busy_seconds() - self._machine
-        after = self._sample()
-        used = {}
-        for role, pids in after.items():
-            before = self._before.get(role, {})
-            # A pid that appeared during the window counts from zero.
-            seconds = sum(value - before.get(pid, 0.0) for pid, value in pids.items())
-            used[role] = round(seconds / elapsed, 3) if elapsed else None
-        used["machine"] = round(machine / elapsed, 3) if elapsed else None
-        return used
+        machine = _machine_busy_seconds() - self._machine
+        # A pid that appeared during the window counts from zero.
+        seconds = {role: sum(value - self._before[role].get(pid, 0.0)
+                             for pid, value in pids.items())
+                   for role, pids in self._sample().items()}
+        seconds["machine"] = machine
+        return {role: round(s / elapsed, 3) if elapsed else None for role, s in seconds.items()}
 
 
 def api_pids(server):
@@ -73,11 +63,10 @@ def api_pids(server):
     return lambda: [server.process.pid, *children(server.process.pid)] if server.running else []
 
 
-def pid_of(server):
-    return lambda: [server.process.pid] if server is not None and server.running else []
-
-
-
 def pids_of(servers):
-    """The pids of several servers (e.g. a cluster's nodes), those running."""
-    return lambda: [server.process.pid for server in servers if server.running]
+    """The pids of those of the servers running (e.g. a cluster's nodes)."""
+    return lambda: [s.process.pid for s in servers if s is not None and s.running]
+
+
+def pid_of(server):
+    return pids_of([server])

@@ -1,9 +1,5 @@
-"""The load generators: wrk with the Lua scripts in benchmarks/wrk/, and client/client.py.
-
-Both are pinned to one core (`taskset -c 1`) and bounded in time; each run reports its
-own CPU use (from the kernel's rusage), which is how the report shows that the
-generator is not what limits a backend.
-"""
+"""The load generators: wrk with the Lua scripts in benchmarks/wrk/, and client/client.py;
+pinned to one core, bounded in time, each reporting its own CPU use (rusage)."""
 import json
 import os
 import random
@@ -18,10 +14,8 @@ from harness.servers import REPO_ROOT
 WRK_DIR = Path(__file__).with_name("wrk")
 LOAD_CORE = "1"
 CONNECTIONS = 64
-REQUEST_TIMEOUT = "5s"
-"""wrk gives up on a request after this and counts a timeout (an error)."""
-GRACE_S = 30
-"""A load process still running this long after its duration is killed."""
+REQUEST_TIMEOUT = "5s"  # wrk gives up on a request after this and counts a timeout (an error)
+GRACE_S = 30  # a load process still running this long after its duration is killed
 _running = set()
 
 
@@ -39,21 +33,19 @@ class LoadProcess:
     def wait(self):
         """(exit code, stdout text, CPU seconds used, wall seconds); killed past its bound."""
         deadline = self.started + self.seconds + GRACE_S
-        while True:
-            pid, status, usage = os.wait4(self.process.pid, os.WNOHANG)
-            if pid:
-                break
+        while not (reaped := os.wait4(self.process.pid, os.WNOHANG))[0]:
             if time.monotonic() > deadline:
                 self.process.send_signal(signal.SIGKILL)
-                pid, status, usage = os.wait4(self.process.pid, 0)
+                reaped = os.wait4(self.process.pid, 0)
                 break
             time.sleep(0.05)
+        _, status, usage = reaped
         wall = time.monotonic() - self.started
         _running.discard(self)
         self.process.returncode = os.waitstatus_to_exitcode(status)
-        self.output.seek(0)
-        text = self.output.read().decode(errors="replace")
-        self.output.close()
+        with self.output:
+            self.output.seek(0)
+            text = self.output.read().decode(errors="replace")
         return self.process.returncode, text, usage.ru_utime + usage.ru_stime, wall
 
     def kill(self):
@@ -65,8 +57,8 @@ class LoadProcess:
 
 def kill_all():
     """After an interruption: no load may outlive the harness."""
-    for load in list(_running):
-        load.kill()
+    for process in list(_running):
+        process.kill()
 
 
 def start_wrk(url, script, seconds, args=(), connections=CONNECTIONS):
@@ -74,37 +66,30 @@ def start_wrk(url, script, seconds, args=(), connections=CONNECTIONS):
     argv = ["taskset", "-c", LOAD_CORE, "wrk", "-t1", f"-c{connections}", f"-d{seconds}s",
             f"--timeout={REQUEST_TIMEOUT}", "-s", str(WRK_DIR / f"{script}.lua"), url,
             "--", str(random.getrandbits(31)), *map(str, args)]
-    env = {**os.environ, "LUA_PATH": f"{WRK_DIR}/?.lua;;"}
-    return LoadProcess(argv, seconds, env)
+    return LoadProcess(argv, seconds, {**os.environ, "LUA_PATH": f"{WRK_DIR}/?.lua;;"})
 
 
-def wrk_result(load):
-    code, text, cpu, wall = load.wait()
+def wrk_result(process):
+    code, text, cpu, wall = process.wait()
     line = next((l for l in text.splitlines() if l.startswith("WRK_JSON ")), None)
     if code != 0 or line is None:
         raise RuntimeError(f"wrk exited {code} without a WRK_JSON line:\n{text[-2000:]}")
     raw = json.loads(line[len("WRK_JSON "):])
-    seconds = raw["duration_us"] / 1e6
+    seconds, latency = raw["duration_us"] / 1e6, raw["latency_us"]
     statuses = {int(k): v for k, v in raw["counters"].pop("statuses").items()}
     ok = sum(v for k, v in statuses.items() if 200 <= k < 300)
-    socket_errors = sum(v for k, v in raw["errors"].items() if k != "status")
     # With no response at all (a window spent waiting on a lock), there is no latency.
-    percentiles = [(p, us / 1000) for p, us in raw["latency_us"]["percentiles"]] if raw["requests"] else []
+    percentiles = [(p, us / 1000) for p, us in latency["percentiles"]] if raw["requests"] else []
     at = {p: round(ms, 2) for p, ms in percentiles}
     return {
-        "seconds": round(seconds, 3),
-        "requests": raw["requests"],
-        "ok": ok,
+        "seconds": round(seconds, 3), "requests": raw["requests"], "ok": ok,
         "ok_per_s": round(ok / seconds, 1),
-        "errors": raw["requests"] - ok + socket_errors,
-        "statuses": statuses,
-        "socket_errors": raw["errors"],
-        "counters": raw["counters"],
+        "errors": raw["requests"] - ok + sum(v for k, v in raw["errors"].items() if k != "status"),
+        "statuses": statuses, "socket_errors": raw["errors"], "counters": raw["counters"],
         "p50_ms": at.get(50), "p99_ms": at.get(99), "p999_ms": at.get(99.9),
-        "mean_ms": round(raw["latency_us"]["mean"] / 1000, 2) if percentiles else None,
-        "max_ms": round(raw["latency_us"]["max"] / 1000, 2) if percentiles else None,
-        "percentiles_ms": percentiles,
-        "generator_cores": round(cpu / wall, 3),
+        "mean_ms": round(latency["mean"] / 1000, 2) if percentiles else None,
+        "max_ms": round(latency["max"] / 1000, 2) if percentiles else None,
+        "percentiles_ms": percentiles, "generator_cores": round(cpu / wall, 3),
     }
 
 

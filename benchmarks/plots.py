@@ -5,8 +5,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (the backend is chosen first)
 
-COLORS = {"null": "#999999", "sqlite": "#d62728", "redis": "#1f77b4", "redis+ingest": "#2ca02c",
-          "single": "#1f77b4", "cluster": "#ff7f0e", "cluster+wait1": "#9467bd"}
+COLORS = {"null": "#999999", "sqlite": "#d62728", "redis": "#1f77b4", "redis+ingest": "#2ca02c"}
 
 
 def panels(count, width=6, height=4.5):
@@ -21,15 +20,13 @@ def save(figure, out, name):
     return [f"{name}.png"]
 
 
-def bars(axis, groups, series, title, ylabel, log=False):
+def bars(axis, groups, series, title, ylabel):
     """series: [(label, values per group, rounds per group or None, notes per group or None)]."""
     width = 0.8 / len(series)
     for i, (label, values, rounds, notes) in enumerate(series):
         xs = [g + (i - (len(series) - 1) / 2) * width for g in range(len(groups))]
-        error = None
-        if rounds:
-            error = [[v - min(r or [v]) for v, r in zip(values, rounds)],
-                     [max(r or [v]) - v for v, r in zip(values, rounds)]]
+        error = ([[v - min(r or [v]) for v, r in zip(values, rounds)],
+                  [max(r or [v]) - v for v, r in zip(values, rounds)]] if rounds else None)
         drawn = axis.bar(xs, values, width, label=label if len(series) > 1 else None,
                          color=COLORS.get((label.split() or [""])[0]), yerr=error, capsize=2)
         for bar, note in zip(drawn, notes or []):
@@ -37,8 +34,6 @@ def bars(axis, groups, series, title, ylabel, log=False):
                 axis.annotate(note, (bar.get_x() + bar.get_width() / 2, bar.get_height()),
                               ha="center", va="bottom", fontsize=8)
     axis.set_xticks(range(len(groups)), groups)
-    if log:
-        axis.set_yscale("log")
     axis.set_title(title)
     axis.set_ylabel(ylabel)
     if len(series) > 1:

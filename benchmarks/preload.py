@@ -1,12 +1,11 @@
-"""Stored data made fast, not through the API: synthetic conversations written straight
-into SQLite's conversations table, into og.events (then `python -m ingest rebuild`
-recomputes Redis from it), or as a backlog of stream entries for the drain (one
-partition's stream, or spread over the partitions' streams as the API spreads them).
+"""Stored data made fast, not through the API: synthetic conversations written straight into
+SQLite's conversations table, into og.events (then `python -m ingest rebuild` recomputes Redis
+from it), or as a backlog of entries in the partitions' streams for the drain.
 
-N events = about 2N/3 conversations, half of them followed up. Timestamps are spread
-over today's last hours (UTC), all inside the conversation window (OG_CONVERSATION_TTL's
-default), so that a rebuild restores every conversation.
-"""
+N events = about 2N/3 conversations, half of them followed up, spread over today's last hours
+(UTC), all inside the conversation window (OG_CONVERSATION_TTL's default), so that a rebuild
+restores every conversation."""
+import functools
 import random
 import sqlite3
 import string
@@ -16,23 +15,18 @@ import uuid as uuidlib
 from core import config, keys
 
 SPREAD_S = min(3 * 3600, int(0.9 * config.DEFAULT_CONVERSATION_TTL))
-INSERT_ROWS = 5000
-"""Rows per multi-row INSERT into og.events."""
-XADD_PIPELINE = 5000
+BATCH = 5000  # rows per multi-row INSERT into og.events; XADDs per pipeline
 
 
-class Clock:
-    """Epoch microseconds -> 'YYYY-MM-DD HH:MM:SS.ffffff', formatting each second once."""
+@functools.lru_cache(maxsize=1 << 16)
+def _second(seconds):
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(seconds))
 
-    def __init__(self):
-        self._seconds = {}
 
-    def format(self, micros):
-        seconds, fraction = divmod(micros, 1_000_000)
-        text = self._seconds.get(seconds)
-        if text is None:
-            text = self._seconds[seconds] = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(seconds))
-        return f"{text}.{fraction:06d}"
+def _timestamp(micros):
+    """Epoch microseconds -> 'YYYY-MM-DD HH:MM:SS.ffffff' (each second formatted once)."""
+    seconds, fraction = divmod(micros, 1_000_000)
+    return f"{_second(seconds)}.{fraction:06d}"
 
 
 def conversations(events, seed=1):
@@ -56,71 +50,52 @@ def conversations(events, seed=1):
 
 
 def into_sqlite(path, events):
-    clock = Clock()
-    rows = [(u, s, int(g), clock.format(ts), clock.format(f) if f else None)
+    rows = [(u, s, int(g), _timestamp(ts), _timestamp(f) if f else None)
             for u, s, g, ts, f in conversations(events)]
     connection = sqlite3.connect(path, isolation_level=None)
     try:
         connection.execute("PRAGMA synchronous=OFF")  # this connection only: a bulk load
         connection.execute("BEGIN")
-        connection.executemany(
-            "INSERT INTO conversations (uuid, symbol, guess, ts, followup_ts) VALUES (?, ?, ?, ?, ?)", rows)
+        connection.executemany("INSERT INTO conversations (uuid, symbol, guess, ts, followup_ts)"
+                               " VALUES (?, ?, ?, ?, ?)", rows)
         connection.execute("COMMIT")
     finally:
         connection.close()
-    return len(rows)
-
-
-def event_rows(events):
-    """og.events rows (literal SQL tuples) in event-time order, ids shaped like stream ids."""
-    clock, items = Clock(), []
-    for index, (uuid, symbol, guess, ts, followup) in enumerate(conversations(events)):
-        cts = clock.format(ts)
-        items.append((ts, f"(0,'{ts // 1000}-{2 * index}','{uuid}','initial','{symbol}',{int(guess)},'{cts}','{cts}')"))
-        if followup:
-            items.append((followup, f"(0,'{followup // 1000}-{2 * index + 1}','{uuid}','followup',"
-                                    f"'{symbol}',{int(guess)},'{clock.format(followup)}','{cts}')"))
-    items.sort()
-    return [row for _, row in items]
 
 
 def into_events(connection, events):
-    """Multi-row INSERTs into og.events on a PyMySQL connection (autocommit)."""
-    rows = event_rows(events)
+    """Multi-row INSERTs into og.events on a PyMySQL connection (autocommit), in event-time
+    order, ids shaped like stream ids."""
+    items = []
+    for index, (uuid, symbol, guess, ts, followup) in enumerate(conversations(events)):
+        for kind, at, number in (("initial", ts, 2 * index), ("followup", followup, 2 * index + 1)):
+            if at:
+                items.append((at, f"(0,'{at // 1000}-{number}','{uuid}','{kind}','{symbol}',"
+                                  f"{int(guess)},'{_timestamp(at)}','{_timestamp(ts)}')"))
+    rows = [row for _, row in sorted(items)]
     with connection.cursor() as cursor:
-        for start in range(0, len(rows), INSERT_ROWS):
+        for start in range(0, len(rows), BATCH):
             cursor.execute("INSERT INTO events (stream, event_id, uuid, kind, symbol, guess, ts,"
-                           " conversation_ts) VALUES " + ",".join(rows[start:start + INSERT_ROWS]))
-    return len(rows)
+                           " conversation_ts) VALUES " + ",".join(rows[start:start + BATCH]))
 
 
 def into_streams(redis_client, events, partitions, seed=None):
-    """XADD `events` entries over the streams of `partitions` partitions, each entry into
-    the partition its uuid maps to (keys.partition_of, as the API does: a followup lands
-    beside its initial), fields as core/store/lua/*.lua write them. The same `seed` gives the same entries whatever `partitions` is.
-
-    On a Redis Cluster `redis_client` is a redis.RedisCluster: each pipeline is sent as
-    one per node. Returns the number of entries added."""
-    if seed is None:
-        seed = random.getrandbits(32)
-    pipe, added = redis_client.pipeline(transaction=False), 0
+    """XADD `events` entries, each into the stream of the partition its uuid maps to
+    (keys.partition_of, as the API: a followup beside its initial), fields as
+    core/store/lua/*.lua write them; the same `seed` gives the same entries whatever
+    `partitions` is. On a Redis Cluster (a redis.RedisCluster) each pipeline is sent as one
+    per node. Returns the number of entries added."""
     entries = []
+    seed = random.getrandbits(32) if seed is None else seed
     for uuid, symbol, guess, ts, followup in conversations(events, seed=seed):
-        g = "1" if guess else "0"
-        stream = keys.stream(keys.partition_of(uuid, partitions))
-        entries.append((ts, stream, ("initial", uuid, symbol, g, str(ts), str(ts))))
-        if followup:
-            entries.append((followup, stream, ("followup", uuid, symbol, g, str(followup), str(ts))))
+        stream, g = keys.stream(keys.partition_of(uuid, partitions)), "1" if guess else "0"
+        for kind, at in (("initial", ts), ("followup", followup)):
+            if at:
+                entries.append((at, stream, (kind, uuid, symbol, g, str(at), str(ts))))
     entries.sort()
-    for _, stream, (kind, uuid, symbol, g, ts, cts) in entries:
-        pipe.xadd(stream, {"kind": kind, "uuid": uuid, "symbol": symbol, "guess": g, "ts": ts, "cts": cts})
-        added += 1
-        if added % XADD_PIPELINE == 0:
-            pipe.execute()
-    pipe.execute()
-    return added
-
-
-def into_stream(redis_client, events):
-    """XADD `events` entries into partition 0's stream, fields as core/store/lua/*.lua write."""
-    return into_streams(redis_client, events, 1)
+    pipe = redis_client.pipeline(transaction=False)
+    for start in range(0, len(entries), BATCH):
+        for _, stream, fields in entries[start:start + BATCH]:
+            pipe.xadd(stream, dict(zip(("kind", "uuid", "symbol", "guess", "ts", "cts"), fields)))
+        pipe.execute()
+    return len(entries)

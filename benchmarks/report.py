@@ -1,8 +1,10 @@
 """report.md: the machine, the targets, then each scenario's own section and plots
-(benchmarks/scenarios/*.py render them through `table`). Method: benchmarks/README.md."""
+(the scenarios render them through `table`)."""
 import importlib
 
 from benchmarks.scenarios import SCENARIOS
+
+MET = {True: "yes", False: "**no**", None: "–"}
 
 
 def table(headers, rows):
@@ -42,21 +44,8 @@ def verdict(target, value, goal, better="higher", unit="", fmt="{:.2f}"):
     return target, fmt.format(value) + unit, value >= goal if better == "higher" else value < goal
 
 
-MET = {True: "yes", False: "**no**", None: "–"}
-
-
 def targets_table(rows):
     return table(("target", "measured", "met"), [(t, m, MET[met]) for t, m, met in rows])
-
-
-def _machine(results):
-    m = results["machine"]
-    packages = ", ".join(f"{k} {v}" for k, v in m["packages"].items())
-    return [f"- {m['nproc']} CPUs: {m['cpu_model']}; {m['memory_gib']} GiB RAM; kernel {m['kernel']}; {m['os']}",
-            f"- {m['redis']}; {m['mariadb']}; {m['wrk']}" + (f"; {m['nginx']}" if m.get("nginx") else "")
-            + f"; Python {m['python']}; {packages}",
-            f"- commit {m['git_commit']}; load average before {m['load_average_before']}, "
-            f"after {m.get('load_average_after')} (the machine is shared: see *other tenants*)"]
 
 
 def modules():
@@ -65,10 +54,19 @@ def modules():
 
 def render(results, out):
     """report.md's text; each scenario's plots are written into `out` on the way."""
+    m = results["machine"]
     lines = ["# Benchmark report", "",
-             f"`{results['command']}` — started {results['started']}, took {results['seconds']:.0f} s. "
-             "Raw figures: results.json. How to read this: benchmarks/README.md.", "",
-             "## Machine", "", *_machine(results), "", "## Targets", ""]
+             f"`{results['command']}` — started {results['started']}, took "
+             f"{results['seconds']:.0f} s. Raw figures: results.json. How to read this: "
+             "benchmarks/README.md.", "", "## Machine", "",
+             f"- {m['nproc']} CPUs: {m['cpu_model']}; {m['memory_gib']} GiB RAM; kernel "
+             f"{m['kernel']}; {m['os']}",
+             f"- {m['redis']}; {m['mariadb']}; {m['wrk']}"
+             + (f"; {m['nginx']}" if m.get("nginx") else "") + f"; Python {m['python']}; "
+             + ", ".join(f"{k} {v}" for k, v in m["packages"].items()),
+             f"- commit {m['git_commit']}; load average before {m['load_average_before']}, "
+             f"after {m.get('load_average_after')} (the machine is shared: see *other tenants*)",
+             "", "## Targets", ""]
     targets, sections = [], []
     for name, module in modules().items():
         result = results.get(name)

@@ -1,5 +1,5 @@
 """A backend under test for one round: its store reset, its API up (direct or behind nginx),
-its windows measured, the backlog drained and checked (method: benchmarks/README.md)."""
+its windows measured, the backlog drained and checked."""
 import contextlib
 import logging
 import shutil
@@ -19,13 +19,13 @@ from server.initdb import init_db
 
 log = logging.getLogger("benchmarks")
 
-INTERVAL_S = 0.5
+DRAIN_WAIT_S = 300  # bound on waiting for the running worker to catch up after a window
 
 
 class Sampler:
     """Appends sample(seconds since start) to .samples every interval in a thread (None: none)."""
 
-    interval = INTERVAL_S
+    interval = 0.5
 
     def __init__(self):
         self.samples = []
@@ -46,49 +46,32 @@ class Sampler:
 
     def _loop(self):
         while True:
-            sample = self.sample(self.now())
-            if sample is not None:
+            if (sample := self.sample(self.now())) is not None:
                 self.samples.append(sample)
             if self._stop.wait(self.interval):
                 return
 
-    def sample(self, at):
-        raise NotImplementedError
-
 
 class BacklogSampler(Sampler):
-    """Samples (seconds since start, stream length, lag, pending) every interval."""
+    """{t, length, lag, pending}, summed over the partitions' streams."""
 
-    def __init__(self, redis_url, partitions=1, interval=INTERVAL_S):
+    def __init__(self, redis_url, partitions=1, interval=Sampler.interval):
         super().__init__()
         self.store = Store.connect(redis_url, partitions, timeout=10)
-        self.partitions = partitions
         self.interval = interval
 
     def sample(self, at):
         report = pipeline.collect(self.store)
         return {"t": round(at, 3),
-                "length": sum(p["length"] for p in report),
-                "lag": sum(p["lag"] for p in report),
-                "pending": sum(p["pending"] for p in report)}
-
-    def summary(self):
-        backlog = [s["lag"] + s["pending"] for s in self.samples]
-        return {"max_backlog": max(backlog, default=0),
-                "last_backlog": backlog[-1] if backlog else 0,
-                "samples": self.samples}
-
-
-def stream_length(redis_client, partitions=1):
-    return sum(redis_client.xlen(keys.stream(p)) for p in range(partitions))
-
-
-DRAIN_WAIT_S = 300
-"""Bound on waiting for the running worker to catch up after a window."""
+                **{key: sum(p[key] for p in report) for key in ("length", "lag", "pending")}}
 
 
 def _undrained(sample):
     return sample["lag"] + sample["pending"]
+
+
+def stream_length(redis_client, partitions=1):
+    return sum(redis_client.xlen(keys.stream(p)) for p in range(partitions))
 
 
 def database_name(store):
@@ -107,9 +90,8 @@ def count_events(stack, store="main"):
         connection.close()
 
 
-def entries_added(redis_client, partitions=1):
-    """Entries ever appended to the streams of `partitions` partitions (0 for a stream
-    that does not exist)."""
+def _entries_added(redis_client, partitions):
+    """Entries ever appended to the partitions' streams (0 for a stream not there)."""
     total = 0
     for partition in range(partitions):
         try:
@@ -142,7 +124,7 @@ def reset_store(stack, backend, store="main"):
 
 
 def preload_store(stack, backend, events, store="main"):
-    """Store `events` synthetic events, not through the API (benchmarks/preload.py)."""
+    """Store `events` synthetic events, not through the API; redis: the rebuild's output."""
     if backend == "sqlite":
         preload.into_sqlite(str(stack.sqlite_path(store)), events)
     elif backend == "redis":
@@ -157,18 +139,14 @@ def preload_store(stack, backend, events, store="main"):
 
 
 class Target:
+    """`settings`: product variables for the API and the worker (e.g. OG_STREAM_PARTITIONS);
+    `label`: the name in logs and results; `proxy`: the API behind nginx (gunicorn on a unix
+    socket), as make run serves it."""
+
     def __init__(self, stack, backend, worker=False, store="main", reset=True, preload=0,
                  settings=None, label=None, proxy=False):
-        """`settings`: product variables added to the API's and the worker's environment
-        (e.g. OG_STREAM_PARTITIONS); `label`: the name in logs and results; `proxy`: serve
-        the API behind nginx (gunicorn on a unix socket), as make run does."""
-        self.stack = stack
-        self.proxy = proxy
-        self.backend = backend
-        self.worker_running = worker
-        self.store = store
-        self.reset = reset
-        self.preload = preload
+        self.stack, self.backend, self.store, self.proxy = stack, backend, store, proxy
+        self.worker_running, self.reset, self.preload = worker, reset, preload
         self.settings = dict(settings or {})
         self.partitions = int(self.settings.get("OG_STREAM_PARTITIONS", 1))
         self.label = label or (backend + ("+ingest" if worker else "")
@@ -194,11 +172,12 @@ class Target:
                 self.events_before = count_events(self.stack, self.store)
                 self.redis = self._exit.enter_context(
                     contextlib.closing(self.stack.redis_client(self.store)))
-                self.added_before = entries_added(self.redis, self.partitions)
+                self.added_before = _entries_added(self.redis, self.partitions)
             serve = self.stack.proxied_api if self.proxy else self.stack.api
             self.api = self._exit.enter_context(serve(self.label.replace("@", "-"), self.env))
             if self.worker_running:
-                self.worker = self._exit.enter_context(self.stack.ingest_worker(self.env, self.label))
+                self.worker = self._exit.enter_context(
+                    self.stack.ingest_worker(self.env, self.label))
         except BaseException:
             self._exit.close()
             raise
@@ -207,9 +186,13 @@ class Target:
     def __exit__(self, *_):
         self._exit.close()
 
+    def _backlog_sampler(self):
+        return BacklogSampler(self.stack.redis_url(self.store), self.partitions)
+
     def cpu_roles(self):
         gunicorn = self.api.gunicorn if self.proxy else self.api
-        roles = {"api": cpu.api_pids(gunicorn), "mariadb": cpu.pid_of(self.stack.started_mariadb()),
+        roles = {"api": cpu.api_pids(gunicorn),
+                 "mariadb": cpu.pid_of(self.stack.started_mariadb()),
                  "ingest": cpu.pid_of(self.worker)}
         if self.proxy:
             roles["nginx"] = cpu.api_pids(self.api.nginx)  # its master and workers
@@ -227,8 +210,7 @@ class Target:
         """Run the loads together (each a callable starting a LoadProcess), and `during()`
         meanwhile if given; their results, the cores each role used, and the backlog."""
         meter = cpu.CpuMeter(self.cpu_roles()).start()
-        sampler = (BacklogSampler(self.stack.redis_url(self.store), self.partitions) if self.redis
-                   else contextlib.nullcontext())
+        sampler = self._backlog_sampler() if self.redis else contextlib.nullcontext()
         running = []
         try:
             with sampler:
@@ -247,9 +229,12 @@ class Target:
         if during:
             window["during"] = side
         if self.redis:
-            window["backlog"] = sampler.summary()
-        for result in results:
-            self.accepted += result["counters"].get("initial_ok", 0) + result["counters"].get("followup_ok", 0)
+            backlog = [_undrained(sample) for sample in sampler.samples]
+            window["backlog"] = {"max_backlog": max(backlog, default=0),
+                                 "last_backlog": backlog[-1] if backlog else 0,
+                                 "samples": sampler.samples}
+        self.accepted += sum(r["counters"].get(kind, 0) for r in results
+                             for kind in ("initial_ok", "followup_ok"))
         return window
 
     def settle(self):
@@ -258,10 +243,11 @@ class Target:
             return None
         started = time.monotonic()
         if self.worker_running:
-            sampler = BacklogSampler(self.stack.redis_url(self.store), self.partitions)
+            sampler = self._backlog_sampler()
             while _undrained(sampler.sample(0)) > 0:
                 if time.monotonic() - started > DRAIN_WAIT_S:
-                    raise RuntimeError(f"{self.label}: the worker did not catch up in {DRAIN_WAIT_S} s")
+                    raise RuntimeError(
+                        f"{self.label}: the worker did not catch up in {DRAIN_WAIT_S} s")
                 time.sleep(0.2)
         else:
             self.stack.ingest(self.env, "run", "--burst")
@@ -272,11 +258,10 @@ class Target:
         if self.backend != "redis":
             return None
         stored = count_events(self.stack, self.store) - self.events_before
-        left = BacklogSampler(self.stack.redis_url(self.store), self.partitions).sample(0)
-        verdict = {"appended": entries_added(self.redis, self.partitions) - self.added_before,
-                   "stored": stored,
-                   "answered_200": self.accepted, "undrained": _undrained(left),
-                   "stream_length": left["length"]}
+        left = self._backlog_sampler().sample(0)
+        verdict = {"appended": _entries_added(self.redis, self.partitions) - self.added_before,
+                   "stored": stored, "answered_200": self.accepted,
+                   "undrained": _undrained(left), "stream_length": left["length"]}
         verdict["ok"] = (stored == verdict["appended"] >= self.accepted
                          and verdict["undrained"] == 0)
         if not verdict["ok"]:
@@ -285,10 +270,10 @@ class Target:
 
 
 def progress(number, label, what, window):
-    for result in window["results"]:
-        log.info("round %d %-13s %-18s %8.0f ok/s  p50 %s  p99 %s  p99.9 %s ms  errors %d (wrk %.2f cores)",
-                 number, label, what, result["ok_per_s"], result["p50_ms"], result["p99_ms"],
-                 result["p999_ms"], result["errors"], result["generator_cores"])
+    for r in window["results"]:
+        log.info("round %d %-13s %-18s %8.0f ok/s  p50 %s  p99 %s  p99.9 %s ms  errors %d"
+                 " (wrk %.2f cores)", number, label, what, r["ok_per_s"], r["p50_ms"],
+                 r["p99_ms"], r["p999_ms"], r["errors"], r["generator_cores"])
 
 
 def checks_line(checks):

@@ -1,6 +1,4 @@
-"""The scenarios, in run and report order. Each module has run(stack, plan) -> dict (its
-part of results.json) and render(result, table) -> markdown lines; optionally
-targets(result or None) -> [(target, measured, met)], plot(result, out) -> [png names],
-summarize(result) -> its summary (redone by --report-only). Adding one: a name here."""
+"""The scenarios, in run and report order; adding one: a module here and its name below
+(what a scenario module provides: benchmarks/README.md, Layout)."""
 SCENARIOS = ("throughput", "ledger", "growth", "drain", "memory", "staleness", "range", "cluster",
              "proxy", "page", "operations")

@@ -1,15 +1,13 @@
-"""The drain: events/s one ingest worker writes into MariaDB from a backlog (method:
-benchmarks/README.md)."""
+"""The drain: events/s one ingest worker writes into MariaDB from a backlog."""
 import logging
 import time
 from datetime import datetime
 
 from benchmarks import cpu, load, plots, preload
 from benchmarks.report import get, n, verdict
-from benchmarks.targets import BacklogSampler
-from harness.stack import PYTHON
-from benchmarks.targets import count_events, reset_store
+from benchmarks.targets import BacklogSampler, count_events, reset_store
 from core import config
+from harness.stack import PYTHON
 
 log = logging.getLogger("benchmarks")
 
@@ -31,8 +29,8 @@ def drain_span(code, text, what="ingest run --burst"):
     if code != 0:
         raise RuntimeError(f"{what} exited {code}:\n{text[-2000:]}")
     lines = text.splitlines()
-    start = _log_time(next(l for l in lines if ": starting on" in l))
-    stop = _log_time(next(l for l in lines if ": stopped;" in l))
+    start, stop = (_log_time(next(l for l in lines if mark in l))
+                   for mark in (": starting on", ": stopped;"))
     return lines, stop - start
 
 
@@ -41,51 +39,51 @@ def _drain(stack, events, batch_size):
     client = stack.redis().client()
     try:
         began = time.monotonic()
-        added = preload.into_stream(client, events)
+        added = preload.into_streams(client, events, 1)
         fill_s = time.monotonic() - began
         env = stack.env("redis", OG_INGEST_BATCH_SIZE=batch_size)
         meter = cpu.CpuMeter({"mariadb": cpu.pid_of(stack.started_mariadb()),
                               "redis": cpu.pid_of(stack.started_redis())}).start()
         with BacklogSampler(stack.redis_url(), interval=0.1) as sampler:
-            worker = load.LoadProcess([PYTHON, "-m", "ingest", "run", "--burst"], DRAIN_BOUND_S, env)
-            code, text, worker_cpu, wall = worker.wait()
+            code, text, worker_cpu, wall = load.LoadProcess(
+                [PYTHON, "-m", "ingest", "run", "--burst"], DRAIN_BOUND_S, env).wait()
         cores = meter.stop()
         _, seconds = drain_span(code, text)
         stored = count_events(stack)
         left = sampler.sample(0)
     finally:
         client.close()
-    result = {
-        "batch_size": batch_size, "backlog": added, "fill_s": round(fill_s, 2),
-        "fill_per_s": round(added / fill_s), "drain_s": round(seconds, 3),
-        "events_per_s": round(added / seconds), "process_wall_s": round(wall, 2),
-        "worker_cpu_us_per_event": round(worker_cpu / added * 1e6, 1),
-        "worker_cores": round(worker_cpu / wall, 2), "mariadb_cores": cores["mariadb"],
-        "redis_cores": cores["redis"], "machine_cores": cores["machine"],
-        "stored": stored, "ok": stored == added and left["length"] == 0,
-        "samples": sampler.samples,
-    }
+    r = {"batch_size": batch_size, "backlog": added, "fill_s": round(fill_s, 2),
+         "fill_per_s": round(added / fill_s), "drain_s": round(seconds, 3),
+         "events_per_s": round(added / seconds), "process_wall_s": round(wall, 2),
+         "worker_cpu_us_per_event": round(worker_cpu / added * 1e6, 1),
+         "worker_cores": round(worker_cpu / wall, 2), "mariadb_cores": cores["mariadb"],
+         "redis_cores": cores["redis"], "machine_cores": cores["machine"],
+         "stored": stored, "ok": stored == added and left["length"] == 0,
+         "samples": sampler.samples}
     log.info("drain batch %5d: %8d events in %6.2f s = %7d events/s (worker %.1f µs CPU/event,"
-             " %.2f cores; MariaDB %.2f cores) stored %s", batch_size, added, result["drain_s"],
-             result["events_per_s"], result["worker_cpu_us_per_event"], result["worker_cores"],
-             result["mariadb_cores"], "ok" if result["ok"] else f"MISMATCH {stored}")
-    return result
+             " %.2f cores; MariaDB %.2f cores) stored %s", batch_size, added, r["drain_s"],
+             r["events_per_s"], r["worker_cpu_us_per_event"], r["worker_cores"],
+             r["mariadb_cores"], "ok" if r["ok"] else f"MISMATCH {stored}")
+    return r
 
 
 def targets(result):
     return [verdict("drain of the headline backlog ≥ 50,000 events/s",
-                    get(result, "headline", "events_per_s"), 50_000, unit=" events/s", fmt="{:,.0f}")]
+                    get(result, "headline", "events_per_s"), 50_000, unit=" events/s",
+                    fmt="{:,.0f}")]
 
 
 def render(result, table):
-    rows = [(r["batch_size"], n(r["backlog"]), r["drain_s"], n(r["events_per_s"]), r["worker_cpu_us_per_event"],
-             r["worker_cores"], r["mariadb_cores"], n(r["fill_per_s"]), "ok" if r["ok"] else "**mismatch**")
+    rows = [(r["batch_size"], n(r["backlog"]), r["drain_s"], n(r["events_per_s"]),
+             r["worker_cpu_us_per_event"], r["worker_cores"], r["mariadb_cores"],
+             n(r["fill_per_s"]), "ok" if r["ok"] else "**mismatch**")
             for r in result["batch_sizes"] + [result["headline"]]]
     return ["## Drain: one worker process, backlog to MariaDB", "",
-            "`python -m ingest run --burst` on a backlog XADDed straight into the stream, timed by its "
-            "own log; the last row is the headline backlog at the default batch size.", "",
-            *table(("batch size", "backlog", "seconds", "events/s", "worker CPU µs/event", "worker cores",
-                    "MariaDB cores", "XADD fill/s", "og.events"), rows)]
+            "`python -m ingest run --burst` on a backlog XADDed straight into the stream, timed "
+            "by its own log; the last row is the headline backlog at the default batch size.", "",
+            *table(("batch size", "backlog", "seconds", "events/s", "worker CPU µs/event",
+                    "worker cores", "MariaDB cores", "XADD fill/s", "og.events"), rows)]
 
 
 def plot(result, out):

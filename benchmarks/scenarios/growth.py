@@ -1,16 +1,18 @@
-"""Growth: the cost per request on an empty and on a grown store (method: benchmarks/README.md)."""
-import logging
+"""Growth: the cost per request on an empty and on a grown store."""
 import time
 
 from benchmarks import load, plots
 from benchmarks.report import get, listed, n, verdict, x
-from benchmarks.summary import median_of, ratio
+from benchmarks.summary import median_of, ratios
 from benchmarks.targets import Target, checks_line, preload_store, progress, reset_store
 
-log = logging.getLogger("benchmarks")
-
+# (backend, store): "main" is emptied before every round, "grown" preloaded once.
 CONFIGS = (("sqlite", "main"), ("sqlite", "grown"), ("redis", "main"), ("redis", "grown"))
-"""(backend, store): "main" is emptied before every round, "grown" preloaded once."""
+WORKLOADS = (("flow", "conversation flow"), ("reads", "/dashboard/symbol"))
+# (row, the name of its ratio, the row it is a ratio to)
+RATIOS = (("sqlite grown", "vs_empty", "sqlite empty"), ("redis grown", "vs_empty", "redis empty"),
+          ("redis empty", "vs_sqlite", "sqlite empty"),
+          ("redis grown", "vs_sqlite", "sqlite grown"))
 
 
 def run(stack, plan):
@@ -30,10 +32,10 @@ def run(stack, plan):
 
 def _window(stack, plan, backend, store, number):
     with Target(stack, backend, store=store, reset=store == "main") as target:
-        url = target.url
-        target.measure(lambda: load.start_wrk(url, "conversation", plan.warmup))
-        flow = target.measure(lambda: load.start_wrk(url, "conversation", plan.duration))
-        reads = target.measure(lambda: load.start_wrk(url, "dashboard", plan.read_duration,
+        target.measure(lambda: load.start_wrk(target.url, "conversation", plan.warmup))
+        flow = target.measure(lambda: load.start_wrk(target.url, "conversation", plan.duration))
+        # No pause, range share 0: /dashboard/symbol only.
+        reads = target.measure(lambda: load.start_wrk(target.url, "dashboard", plan.read_duration,
                                                       ("2000-01-01", "2000-01-01", 0, 0)))
         target.settle()
         check = target.check()
@@ -43,24 +45,15 @@ def _window(stack, plan, backend, store, number):
             "flow": flow, "reads": reads, "check": check}
 
 
-def _ratios(a, b):
-    return ratio(a["ok_per_s"], b["ok_per_s"]), [ratio(p, q) for p, q in zip(a["rounds_ok_per_s"], b["rounds_ok_per_s"])]
-
-
 def summarize(result):
     table = {}
-    for workload in ("flow", "reads"):
+    for workload, _ in WORKLOADS:
         rows = {}
         for w in result["windows"]:
             rows.setdefault(f"{w['backend']} {w['store']}", []).append(w[workload]["results"][0])
-        rows = {label: median_of(results) for label, results in rows.items()}
-        for backend in ("sqlite", "redis"):
-            grown = rows[f"{backend} grown"]
-            grown["vs_empty"], grown["vs_empty_rounds"] = _ratios(grown, rows[f"{backend} empty"])
-        for store in ("empty", "grown"):
-            redis = rows[f"redis {store}"]
-            redis["vs_sqlite"], redis["vs_sqlite_rounds"] = _ratios(redis, rows[f"sqlite {store}"])
-        table[workload] = rows
+        rows = table[workload] = {label: median_of(results) for label, results in rows.items()}
+        for label, name, base in RATIOS:
+            rows[label][name], rows[label][f"{name}_rounds"] = ratios(rows[label], rows[base])
     return {"workloads": table, "checks": [w["check"] for w in result["windows"] if w["check"]]}
 
 
@@ -68,36 +61,36 @@ def targets(result):
     flow = get(result, "summary", "workloads", "flow") or {}
     return [verdict("redis at the grown store ≥ 0.95× its empty throughput",
                     get(flow, "redis grown", "vs_empty"), 0.95, unit="×"),
-            verdict("redis ≥ 10× sqlite at the grown store", get(flow, "redis grown", "vs_sqlite"), 10, unit="×"),
+            verdict("redis ≥ 10× sqlite at the grown store",
+                    get(flow, "redis grown", "vs_sqlite"), 10, unit="×"),
             verdict("(for reference, not a target) redis vs sqlite at the empty store",
                     get(flow, "redis empty", "vs_sqlite"), 0, unit="×")]
 
 
 def render(result, table):
     s, pre = result["summary"]["workloads"], result["preload"]
-    rows = [(what, label, n(row["ok_per_s"]), listed(row["rounds_ok_per_s"]), x(row.get("vs_empty")),
-             x(row.get("vs_sqlite")), n(row["p50_ms"], 1), n(row["p99_ms"], 1), n(row["p999_ms"], 1),
-             n(row["errors"]))
-            for key, what in (("flow", "conversation flow"), ("reads", "/dashboard/symbol"))
-            for label, row in s[key].items()]
+    rows = [(what, label, n(row["ok_per_s"]), listed(row["rounds_ok_per_s"]),
+             x(row.get("vs_empty")), x(row.get("vs_sqlite")), n(row["p50_ms"], 1),
+             n(row["p99_ms"], 1), n(row["p999_ms"], 1), n(row["errors"]))
+            for key, what in WORKLOADS for label, row in s[key].items()]
     return ["## Growth: empty vs stored events", "",
             f"*grown*: {pre['redis']['events']:,} events stored before the rounds (sqlite "
-            f"{pre['sqlite']['seconds']} s; redis {pre['redis']['seconds']} s: `{pre['redis']['rebuild']}`).", "",
-            *table(("workload", "store", "2xx/s", "per round", "vs empty", "redis vs sqlite", "p50 ms",
-                    "p99 ms", "p99.9 ms", "errors"), rows), "",
+            f"{pre['sqlite']['seconds']} s; redis {pre['redis']['seconds']} s: "
+            f"`{pre['redis']['rebuild']}`).", "",
+            *table(("workload", "store", "2xx/s", "per round", "vs empty", "redis vs sqlite",
+                    "p50 ms", "p99 ms", "p99.9 ms", "errors"), rows), "",
             checks_line(result["summary"]["checks"])]
 
 
 def plot(result, out):
     s, windows = result["summary"]["workloads"], result["windows"]
     figure, axes = plots.panels(3, 5, 4.2)
-    for axis, (key, title) in zip(axes, (("flow", "conversation flow"), ("reads", "/dashboard/symbol"))):
-        labels = list(s[key])
-        for i, label in enumerate(labels):
-            axis.bar(i, s[key][label]["ok_per_s"], color=plots.COLORS[label.split()[0]])
-            axis.annotate(x(s[key][label].get("vs_empty")) + " empty" if "grown" in label else "",
-                          (i, s[key][label]["ok_per_s"]), ha="center", va="bottom", fontsize=8)
-        axis.set_xticks(range(len(labels)), labels)
+    for axis, (key, title) in zip(axes, WORKLOADS):
+        for i, (label, row) in enumerate(s[key].items()):
+            axis.bar(i, row["ok_per_s"], color=plots.COLORS[label.split()[0]])
+            axis.annotate(x(row.get("vs_empty")) + " empty" if "grown" in label else "",
+                          (i, row["ok_per_s"]), ha="center", va="bottom", fontsize=8)
+        axis.set_xticks(range(len(s[key])), list(s[key]))
         axis.set(yscale="log", title=f"Growth: {title}", ylabel="2xx responses / s (median)")
     plots.percentiles(axes[2], [(f"{b} {st}", plots.median_round(
         [w for w in windows if w["backend"] == b and w["store"] == st], "flow"), style)

@@ -1,4 +1,4 @@
-"""Redis memory per conversation and per stream entry (method: benchmarks/README.md)."""
+"""Redis memory per conversation and per stream entry."""
 import logging
 import random
 import uuid as uuidlib
@@ -15,11 +15,8 @@ log = logging.getLogger("benchmarks")
 PIPELINE = 2000
 
 
-def _used(client):
-    return client.info("memory")["used_memory"]
-
-
 def _conversations(store, count):
+    """`count` conversations through the API's Lua scripts, half followed up; the events."""
     initial, followup = SCRIPTS["initial"], SCRIPTS["followup"]
     ttl, high_water = config.DEFAULT_CONVERSATION_TTL, config.DEFAULT_BACKLOG_HIGH_WATER
     rng = random.Random(5)
@@ -42,48 +39,48 @@ def _conversations(store, count):
 
 def run(stack, plan):
     reset_store(stack, "redis")
-    client = stack.redis().client()
+    client, stream = stack.redis().client(), keys.stream(0)
+
+    def used():
+        return client.info("memory")["used_memory"]
+
     try:
-        empty = _used(client)
+        empty = used()
         store = Store.connect(stack.redis_url(), 1, timeout=10)
         events = _conversations(store, plan.memory_conversations)
         store.close()
-        with_stream = _used(client)
-        stream_length = client.xlen(keys.stream(0))
+        with_stream, length = used(), client.xlen(stream)
         sample_key = next(client.scan_iter(match=keys.conversation(0, "*"), count=1000))
         key_usage = client.memory_usage(sample_key, samples=0)
-        stream_usage = client.memory_usage(keys.stream(0), samples=0)
+        stream_usage = client.memory_usage(stream, samples=0)
         stack.ingest(stack.env("redis"), "run", "--burst")
-        drained = _used(client)
-        left = client.xlen(keys.stream(0))
-        stored = count_events(stack)
+        drained, left, stored = used(), client.xlen(stream), count_events(stack)
     finally:
         client.close()
     conversations = plan.memory_conversations
-    result = {
-        "conversations": conversations, "events": events, "stream_length": stream_length,
-        "used_memory_empty": empty, "used_memory_with_stream": with_stream,
-        "used_memory_drained": drained, "stream_length_after_drain": left, "stored": stored,
-        "bytes_per_conversation": round((drained - empty) / conversations, 1),
-        "bytes_per_stream_entry": round((with_stream - drained) / events, 1),
-        "memory_usage_conversation_key": key_usage,
-        "memory_usage_stream_per_entry": round(stream_usage / stream_length, 1),
-    }
-    log.info("memory: %.0f B per conversation (key MEMORY USAGE %d B), %.0f B per stream entry "
-             "(%d conversations, %d events; stream after drain: %d entries, og.events %d rows)",
-             result["bytes_per_conversation"], key_usage, result["bytes_per_stream_entry"],
-             conversations, events, left, stored)
+    result = {"conversations": conversations, "events": events, "stream_length": length,
+              "used_memory_empty": empty, "used_memory_with_stream": with_stream,
+              "used_memory_drained": drained, "stream_length_after_drain": left, "stored": stored,
+              "bytes_per_conversation": round((drained - empty) / conversations, 1),
+              "bytes_per_stream_entry": round((with_stream - drained) / events, 1),
+              "memory_usage_conversation_key": key_usage,
+              "memory_usage_stream_per_entry": round(stream_usage / length, 1)}
+    log.info("memory: %(bytes_per_conversation).0f B per conversation, %(bytes_per_stream_entry)"
+             ".0f B per stream entry (%(events)d events; after the drain: stream "
+             "%(stream_length_after_drain)d entries, og.events %(stored)d rows)", result)
     return result
 
 
 def render(m, table):
     return ["## Redis memory", "",
-            f"{m['conversations']:,} conversations through the API's Lua scripts ({m['events']:,} events), "
-            "worker stopped; then drained and trimmed.", "",
+            f"{m['conversations']:,} conversations through the API's Lua scripts "
+            f"({m['events']:,} events), worker stopped; then drained and trimmed.", "",
             *table(("", "bytes"), [
-                ("per conversation (used_memory after drain − empty) / conversations", n(m["bytes_per_conversation"])),
-                ("per stream entry (used_memory before − after drain) / events", n(m["bytes_per_stream_entry"])),
+                ("per conversation (used_memory after drain − empty) / conversations",
+                 n(m["bytes_per_conversation"])),
+                ("per stream entry (used_memory before − after drain) / events",
+                 n(m["bytes_per_stream_entry"])),
                 ("MEMORY USAGE of one conversation key", n(m["memory_usage_conversation_key"])),
-                ("MEMORY USAGE of the stream / entries", n(m["memory_usage_stream_per_entry"]))]), "",
-            f"After the drain the stream held {m['stream_length_after_drain']} entries and og.events "
-            f"{m['stored']:,} rows."]
+                ("MEMORY USAGE of the stream / entries", n(m["memory_usage_stream_per_entry"]))]),
+            "", f"After the drain the stream held {m['stream_length_after_drain']} entries and "
+            f"og.events {m['stored']:,} rows."]

@@ -1,5 +1,5 @@
-"""/dashboard/range staleness: from a 200 on /initial (symbol z) until /dashboard/range
-counts it, idle and under load (method: benchmarks/README.md)."""
+"""/dashboard/range staleness: from a 200 on /initial (symbol z) until /dashboard/range counts
+it, idle and under load."""
 import http.client
 import json
 import logging
@@ -15,21 +15,20 @@ log = logging.getLogger("benchmarks")
 
 PAD_S = 0.2
 POLL_S = 0.01
-GAP_S = 2 * PAD_S + 0.05
-"""Between probes, so that no two fall into one probe's range."""
+GAP_S = 2 * PAD_S + 0.05  # between probes, so that no two fall into one probe's range
 GIVE_UP_S = 15.0
-LOAD_ALPHABET = "abcdefghijklmnopqrstuvwxy"
+LOAD_ALPHABET = "abcdefghijklmnopqrstuvwxy"  # the load's symbols: all but the probes' z
 
 
 def _bound(epoch):
-    return time.strftime("%Y-%m-%d%%20%H:%M:%S", time.gmtime(epoch)) + f".{int(epoch % 1 * 1e6):06d}"
+    return (time.strftime("%Y-%m-%d%%20%H:%M:%S", time.gmtime(epoch))
+            + f".{int(epoch % 1 * 1e6):06d}")
 
 
 def _probe(connection):
-    uuid = str(uuidlib.uuid4())
+    body = json.dumps({"uuid": str(uuidlib.uuid4()), "symbol": "z"})
     sent = time.time()
-    connection.request("POST", "/initial", json.dumps({"uuid": uuid, "symbol": "z"}),
-                       {"Content-Type": "application/json"})
+    connection.request("POST", "/initial", body, {"Content-Type": "application/json"})
     response = connection.getresponse()
     response.read()
     answered = time.time()
@@ -50,51 +49,45 @@ def _probe(connection):
     return {"status": 200, "staleness_ms": None, "polls": polls}
 
 
-def _probes(url, count, warmup=0.0):
+def _probes(url, count, what, warmup=0.0):
+    """`count` probes, one after another; their summary."""
     time.sleep(warmup)
     host, port = url.split("//")[1].split(":")
     connection = http.client.HTTPConnection(host, int(port), timeout=10)
     try:
-        results = []
+        probes = []
         for _ in range(count):
-            results.append(_probe(connection))
+            probes.append(_probe(connection))
             time.sleep(GAP_S)
-        return results
     finally:
         connection.close()
-
-
-def _summary(probes):
     seen = sorted(p["staleness_ms"] for p in probes if p.get("staleness_ms") is not None)
-    return {"probes": len(probes), "seen": len(seen),
-            "p50_ms": median(seen) if seen else None,
-            "p90_ms": seen[int(0.9 * (len(seen) - 1))] if seen else None,
-            "max_ms": seen[-1] if seen else None, "all": probes}
+    summary = {"probes": len(probes), "seen": len(seen), "p50_ms": median(seen) if seen else None,
+               "p90_ms": seen[int(0.9 * (len(seen) - 1))] if seen else None,
+               "max_ms": seen[-1] if seen else None, "all": probes}
+    log.info("staleness %s: p50 %s ms, p90 %s ms, max %s ms (%d/%d seen)", what,
+             summary["p50_ms"], summary["p90_ms"], summary["max_ms"], len(seen), len(probes))
+    return summary
 
 
 def run(stack, plan):
     with Target(stack, "redis", worker=True) as target:
-        idle = _summary(_probes(target.url, plan.staleness_probes))
-        log.info("staleness idle:       p50 %s ms, p90 %s ms, max %s ms (%d/%d seen)",
-                 idle["p50_ms"], idle["p90_ms"], idle["max_ms"], idle["seen"], idle["probes"])
+        idle = _probes(target.url, plan.staleness_probes, "idle")
         seconds = int(plan.staleness_probes * (GAP_S + 0.5)) + 5
         window = target.measure(
             lambda: load.start_wrk(target.url, "conversation", seconds, (0.5, LOAD_ALPHABET)),
-            during=lambda: _probes(target.url, plan.staleness_probes, warmup=1.0))
-        loaded = _summary(window.pop("during"))
-        log.info("staleness under load: p50 %s ms, p90 %s ms, max %s ms (%d/%d seen; load %.0f ok/s)",
-                 loaded["p50_ms"], loaded["p90_ms"], loaded["max_ms"], loaded["seen"],
-                 loaded["probes"], window["results"][0]["ok_per_s"])
+            during=lambda: _probes(target.url, plan.staleness_probes, "under load", warmup=1.0))
         target.settle()
         check = target.check()
-    return {"idle": idle, "loaded": loaded, "load": window, "check": check}
+    return {"idle": idle, "loaded": window.pop("during"), "load": window, "check": check}
 
 
 def render(s, table):
     load = s["load"]["results"][0]
     return ["## /dashboard/range staleness", "",
-            "From the 200 of a probe's /initial until /dashboard/range (polled every 10 ms) counts it; worker running.", "",
+            "From the 200 of a probe's /initial until /dashboard/range (polled every 10 ms) counts "
+            "it; worker running.", "",
             *table(("", "seen", "p50 ms", "p90 ms", "max ms"),
-                   [(name, f"{part['seen']}/{part['probes']}", part["p50_ms"], part["p90_ms"], part["max_ms"])
-                    for name, part in (("idle", s["idle"]),
-                                       (f"under load ({n(load['ok_per_s'])} 2xx/s)", s["loaded"]))])]
+                   [(name, f"{part['seen']}/{part['probes']}", part["p50_ms"], part["p90_ms"],
+                     part["max_ms"]) for name, part in (("idle", s["idle"]), (
+                        f"under load ({n(load['ok_per_s'])} 2xx/s)", s["loaded"]))])]

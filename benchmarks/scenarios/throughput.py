@@ -1,19 +1,21 @@
-"""Throughput and latency per backend, rounds interleaved (method: benchmarks/README.md)."""
+"""Throughput and latency per backend, rounds interleaved."""
 import logging
 from datetime import datetime, timezone
 
 from benchmarks import load, plots
 from benchmarks.report import get, listed, n, verdict, x
-from benchmarks.summary import OURS, add_ratios, med, median_of, us_per_2xx
+from benchmarks.summary import OURS, add_ratios, med, median_of, ratio, us_per_2xx
 from benchmarks.targets import Target, checks_line, progress
 
 log = logging.getLogger("benchmarks")
 
+# (backend, ingest worker running during the windows)
 BACKENDS = (("null", False), ("sqlite", False), ("redis", False), ("redis", True))
-"""(backend, ingest worker running during the windows)."""
 CLIENT_BOUND_S = 600
-WORKLOADS = (("flow", "conversation flow"), ("reads", "dashboard reads"),
-             ("mixed_writes", "mixed: writes"), ("mixed_reads", "mixed: reads"))
+# (name in the summary, window, which of its loads, label in the plot)
+WORKLOADS = (("flow", "flow", 0, "conversation flow"), ("reads", "reads", 0, "dashboard reads"),
+             ("mixed_writes", "mixed", 0, "mixed: writes"),
+             ("mixed_reads", "mixed", 1, "mixed: reads"))
 
 
 def run(stack, plan):
@@ -27,26 +29,25 @@ def run(stack, plan):
 def _round(stack, plan, backend, worker, number):
     today = datetime.now(timezone.utc).strftime("%Y-%m-%d")
     with Target(stack, backend, worker) as target:
-        url = target.url
-        target.measure(lambda: load.start_wrk(url, "conversation", plan.warmup))
+        target.measure(lambda: load.start_wrk(target.url, "conversation", plan.warmup))
         target.settle()
-        flow = target.measure(lambda: load.start_wrk(url, "conversation", plan.duration))
+        flow = target.measure(lambda: load.start_wrk(target.url, "conversation", plan.duration))
         flow["settle_s"] = target.settle()
         progress(number, target.label, "conversation flow", flow)
-        flow_check = target.check()
+        checks = [target.check()]
     with Target(stack, backend, worker, preload=plan.read_events) as target:
-        url = target.url
-        reads = target.measure(lambda: load.start_wrk(url, "dashboard", plan.read_duration, (today, today)))
+        reads = target.measure(lambda: load.start_wrk(target.url, "dashboard", plan.read_duration,
+                                                      (today, today)))
         progress(number, target.label, "dashboard reads", reads)
         mixed = target.measure(
-            lambda: load.start_wrk(url, "conversation", plan.mixed_duration),
-            lambda: load.start_wrk(url, "dashboard", plan.mixed_duration,
+            lambda: load.start_wrk(target.url, "conversation", plan.mixed_duration),
+            lambda: load.start_wrk(target.url, "dashboard", plan.mixed_duration,
                                    (today, today, plan.read_delay_ms), plan.read_connections))
         mixed["settle_s"] = target.settle()
         progress(number, target.label, "mixed", mixed)
-        mixed_check = target.check()
+        checks.append(target.check())
     return {"round": number, "backend": target.label, "flow": flow, "reads": reads,
-            "mixed": mixed, "checks": [c for c in (flow_check, mixed_check) if c]}
+            "mixed": mixed, "checks": [c for c in checks if c]}
 
 
 def _client(stack, plan, backend, worker):
@@ -57,39 +58,43 @@ def _client(stack, plan, backend, worker):
         target.settle()
         summary["check"] = target.check()
     summary["backend"] = target.label
-    log.info("client.py %-13s %8.0f req/s  p99 %8.2f ms  errors %d  (client %.2f cores)", target.label,
-             summary["requests_per_s"], summary["p99_ms"], summary["errors"], summary["generator_cores"])
+    log.info("client.py %-13s %8.0f req/s  p99 %8.2f ms  errors %d  (client %.2f cores)",
+             target.label, summary["requests_per_s"], summary["p99_ms"], summary["errors"],
+             summary["generator_cores"])
     return summary
 
 
 def summarize(result):
-    windows = result["windows"]
-    labels = list(dict.fromkeys(w["backend"] for w in windows))
-    mine = {label: [w for w in windows if w["backend"] == label] for label in labels}
-    table = {workload: add_ratios({label: median_of([w[workload.split("_")[0]]["results"][index]
-                                                     for w in mine[label]]) for label in labels})
-             for workload, index in (("flow", 0), ("reads", 0), ("mixed_writes", 0), ("mixed_reads", 1))}
+    by_label = {}  # {backend label: its windows}
+    for w in result["windows"]:
+        by_label.setdefault(w["backend"], []).append(w)
+    table = {name: add_ratios({label: median_of([w[key]["results"][index] for w in windows])
+                               for label, windows in by_label.items()})
+             for name, key, index, _ in WORKLOADS}
     cpu = {}
-    for label in labels:
-        flows = [w["flow"] for w in mine[label]]
-        cpu[label] = {role: med([f["cpu_cores"][role] for f in flows], 2) for role in flows[0]["cpu_cores"]}
+    for label, windows in by_label.items():
+        flows = [w["flow"] for w in windows]
+        cpu[label] = {role: med([f["cpu_cores"][role] for f in flows], 2)
+                      for role in flows[0]["cpu_cores"]}
         cpu[label]["api_us_per_response"] = med([us_per_2xx(f, ("api",)) for f in flows], 0)
         cpu[label]["us_per_response"] = med([us_per_2xx(f, OURS) for f in flows], 0)
     for row in cpu.values():
-        row["cost_vs_null"] = round(cpu["null"]["us_per_response"] / row["us_per_response"], 3) \
-            if "null" in cpu and row["us_per_response"] else None
+        row["cost_vs_null"] = ratio(get(cpu, "null", "us_per_response"), row["us_per_response"])
     return {"workloads": table, "flow_cpu_cores": cpu,
-            "flow_max_backlog": {l: max(get(w, "flow", "backlog", "max_backlog") or 0 for w in mine[l]) for l in labels},
-            "flow_max_settle_s": {l: max(w["flow"]["settle_s"] or 0 for w in mine[l]) for l in labels},
-            "checks": [c for w in windows for c in w["checks"]]
+            "flow_max_backlog": {label: max(get(w, "flow", "backlog", "max_backlog") or 0
+                                            for w in ws) for label, ws in by_label.items()},
+            "flow_max_settle_s": {label: max(w["flow"]["settle_s"] or 0 for w in ws)
+                                  for label, ws in by_label.items()},
+            "checks": [c for w in result["windows"] for c in w["checks"]]
             + [c["check"] for c in result["client"] if c["check"]]}
 
 
 def _spread(summary, label):
-    known = [r for r in get(summary, "workloads", "flow", label, "vs_null_rounds") or [] if r is not None]
+    known = [r for r in get(summary, "workloads", "flow", label, "vs_null_rounds") or []
+             if r is not None]
     cost = get(summary, "flow_cpu_cores", label, "cost_vs_null")
-    return (f" (rounds {min(known):.2f}–{max(known):.2f}" if known else " (") + \
-        (f"; CPU cost ratio {cost:.2f}×)" if cost is not None else ")")
+    return ((f" (rounds {min(known):.2f}–{max(known):.2f}" if known else " (")
+            + (f"; CPU cost ratio {cost:.2f}×)" if cost is not None else ")"))
 
 
 def targets(result):
@@ -97,31 +102,33 @@ def targets(result):
     flow = get(s, "workloads", "flow") or {}
     return [verdict("redis request path ≥ 0.85× null (conversation flow, worker stopped)",
                     get(flow, "redis", "vs_null"), 0.85, unit="×" + _spread(s, "redis")),
-            verdict("whole system (worker running) ≥ 0.80× null", get(flow, "redis+ingest", "vs_null"),
-                    0.80, unit="×" + _spread(s, "redis+ingest")),
-            verdict("redis p99 < 50 ms at 64 connections (request path)", get(flow, "redis", "p99_ms"),
-                    50, "lower", " ms", "{:.1f}"),
-            verdict("redis+ingest p99 < 50 ms at 64 connections", get(flow, "redis+ingest", "p99_ms"),
-                    50, "lower", " ms", "{:.1f}")]
+            verdict("whole system (worker running) ≥ 0.80× null", get(flow, "redis+ingest",
+                    "vs_null"), 0.80, unit="×" + _spread(s, "redis+ingest")),
+            verdict("redis p99 < 50 ms at 64 connections (request path)",
+                    get(flow, "redis", "p99_ms"), 50, "lower", " ms", "{:.1f}"),
+            verdict("redis+ingest p99 < 50 ms at 64 connections",
+                    get(flow, "redis+ingest", "p99_ms"), 50, "lower", " ms", "{:.1f}")]
 
 
 WRK = ("backend", "2xx/s (median)", "per round", "vs null", "vs sqlite", "p50 ms", "p99 ms",
        "p99.9 ms", "errors", "wrk cores")
-CPU = ("API cores", "Redis", "MariaDB", "worker", "other tenants", "API µs/2xx", "all µs/2xx", "cost ratio")
+CPU = ("API cores", "Redis", "MariaDB", "worker", "other tenants", "API µs/2xx", "all µs/2xx",
+       "cost ratio")
 
 
-def wrk_rows(rows, cpu=None):
-    out = []
+def _wrk_table(table, rows, cpu=None):
+    lines = []
     for label, row in rows.items():
-        cells = [label, n(row["ok_per_s"]), listed(row["rounds_ok_per_s"]), x(row.get("vs_null")),
-                 x(row.get("vs_sqlite")), n(row["p50_ms"], 1), n(row["p99_ms"], 1),
-                 n(row["p999_ms"], 1), n(row["errors"]), n(row["generator_cores"], 2)]
+        lines.append([label, n(row["ok_per_s"]), listed(row["rounds_ok_per_s"]),
+                      x(row.get("vs_null")), x(row.get("vs_sqlite")), n(row["p50_ms"], 1),
+                      n(row["p99_ms"], 1), n(row["p999_ms"], 1), n(row["errors"]),
+                      n(row["generator_cores"], 2)])
         if cpu:
             c = cpu[label]
-            cells += [n(c[k], 2) for k in ("api", "redis", "mariadb", "ingest", "others")]
-            cells += [n(c["api_us_per_response"]), n(c["us_per_response"]), x(c.get("cost_vs_null"))]
-        out.append(cells)
-    return out
+            lines[-1] += [n(c[k], 2) for k in ("api", "redis", "mariadb", "ingest", "others")]
+            lines[-1] += [n(c["api_us_per_response"]), n(c["us_per_response"]),
+                          x(c.get("cost_vs_null"))]
+    return table(WRK + (CPU if cpu else ()), lines)
 
 
 def render(result, table):
@@ -130,27 +137,32 @@ def render(result, table):
     lines = ["## Throughput and latency", "",
              f"wrk `-t1 -c64` pinned to core 1, {plan['duration']} s windows, {plan['rounds']} "
              "interleaved round(s); medians over rounds.", "",
-             "### Conversation flow (/initial, then /followup for half of the 200s), empty store", "",
-             *table(WRK + CPU, wrk_rows(w["flow"], s["flow_cpu_cores"])), "",
+             "### Conversation flow (/initial, then /followup for half of the 200s), empty store",
+             "", *_wrk_table(table, w["flow"], s["flow_cpu_cores"]), "",
              "### Dashboard reads (half /dashboard/symbol, half /dashboard/range over today)", "",
              f"On a store holding {plan['read_events']:,} events of today.", "",
-             *table(WRK, wrk_rows(w["reads"])), "",
+             *_wrk_table(table, w["reads"]), "",
              "### Mixed: the conversation flow with paced dashboard reads beside it", "",
-             f"A second wrk, {plan['read_connections']} connections pausing {plan['read_delay_ms']} ms.",
-             "", "Writes:", "", *table(WRK, wrk_rows(w["mixed_writes"])), "",
-             "Reads:", "", *table(WRK, wrk_rows(w["mixed_reads"])), "",
+             f"A second wrk, {plan['read_connections']} connections pausing "
+             f"{plan['read_delay_ms']} ms.", "", "Writes:", "",
+             *_wrk_table(table, w["mixed_writes"]), "", "Reads:", "",
+             *_wrk_table(table, w["mixed_reads"]), "",
              f"### client/client.py (`--concurrency {plan['client_concurrency']} --conversations "
              f"{plan['client_conversations']}`), one run each", "",
-             *table(("backend", "req/s", "p50 ms", "p99 ms", "errors", "client cores", "accuracy first/last tenth"),
+             *table(("backend", "req/s", "p50 ms", "p99 ms", "errors", "client cores",
+                     "accuracy first/last tenth"),
                     [(c["backend"], n(c["requests_per_s"]), n(c["p50_ms"], 1), n(c["p99_ms"], 1),
                       n(c["errors"]), n(c["generator_cores"], 2),
-                      f"{c['accuracy_first_tenth']} / {c['accuracy_last_tenth']}") for c in result["client"]]), ""]
+                      f"{c['accuracy_first_tenth']} / {c['accuracy_last_tenth']}")
+                     for c in result["client"]]), ""]
     if null:
-        lines += [f"**The generator is not the limit.** Against null wrk used {null['generator_cores']:.2f} "
-                  f"cores for {n(null['ok_per_s'])} responses/s; the API {s['flow_cpu_cores']['null']['api']:.2f}.", ""]
+        lines += [f"**The generator is not the limit.** Against null wrk used "
+                  f"{null['generator_cores']:.2f} cores for {n(null['ok_per_s'])} responses/s; "
+                  f"the API {s['flow_cpu_cores']['null']['api']:.2f}.", ""]
     if lag is not None:
-        lines += [f"**Whole-system lag.** The undrained backlog peaked at {n(lag)} events; og.events had "
-                  f"everything {s['flow_max_settle_s']['redis+ingest']} s after the window.", ""]
+        lines += [f"**Whole-system lag.** The undrained backlog peaked at {n(lag)} events; "
+                  f"og.events had everything {s['flow_max_settle_s']['redis+ingest']} s after "
+                  "the window.", ""]
     return lines + [checks_line(s["checks"])]
 
 
@@ -158,24 +170,25 @@ def plot(result, out):
     t, windows = result["summary"]["workloads"], result["windows"]
     clients = {c["backend"]: c["requests_per_s"] for c in result["client"]}
     figure, (axis,) = plots.panels(1, 10, 4.8)
-    plots.bars(axis, [label for _, label in WORKLOADS] + ["client.py"],
-               [(b, [t[k][b]["ok_per_s"] for k, _ in WORKLOADS] + [clients.get(b, 0)],
-                 [t[k][b]["rounds_ok_per_s"] for k, _ in WORKLOADS] + [None],
+    plots.bars(axis, [title for *_, title in WORKLOADS] + ["client.py"],
+               [(b, [t[name][b]["ok_per_s"] for name, *_ in WORKLOADS] + [clients.get(b, 0)],
+                 [t[name][b]["rounds_ok_per_s"] for name, *_ in WORKLOADS] + [None],
                  [x(t["flow"][b].get("vs_null"))]) for b in t["flow"]],
                "Throughput per backend (flow labels: ratio to null)",
                "2xx responses / s (median of rounds; bars: min-max)")
     names = plots.save(figure, out, "throughput")
     figure, (axis,) = plots.panels(1)
-    plots.percentiles(axis, [(b, plots.median_round([w for w in windows if w["backend"] == b], "flow"), "-")
-                             for b in t["flow"]], "Conversation flow, 64 connections (median round)")
+    plots.percentiles(axis, [(b, plots.median_round([w for w in windows if w["backend"] == b],
+                                                    "flow"), "-") for b in t["flow"]],
+                      "Conversation flow, 64 connections (median round)")
     names += plots.save(figure, out, "latency")
     figure, (axis,) = plots.panels(1)
-    for w in windows:
+    for w in (w for w in windows if w["backend"] == "redis+ingest"):
         for key, style in (("flow", "-"), ("mixed", "--")):
-            samples = get(w, key, "backlog", "samples") if w["backend"] == "redis+ingest" else None
-            if samples:
-                axis.plot([p["t"] for p in samples], [p["lag"] + p["pending"] for p in samples], style,
-                          label=f"round {w['round']} {key}")
-    axis.set(title="Whole system: undrained events during the load", xlabel="seconds into the window",
+            if samples := get(w, key, "backlog", "samples"):
+                axis.plot([p["t"] for p in samples], [p["lag"] + p["pending"] for p in samples],
+                          style, label=f"round {w['round']} {key}")
+    axis.set(title="Whole system: undrained events during the load",
+             xlabel="seconds into the window",
              ylabel="stream entries not yet written (lag + pending)")
     return names + plots.save(figure, out, "lag")
