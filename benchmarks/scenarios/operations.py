@@ -307,8 +307,8 @@ def summarize(result):
 
 
 def render(o, table):
-    f, d, plan, xs = o["summary"]["filter"], o["summary"]["drain"], o["plan"], (
-        lambda values: listed(values, x))
+    f, d, plan = o["summary"]["filter"], o["summary"]["drain"], o["plan"]
+    xs = lambda values: listed(values, x)
     on, off = f["per"].values()
     filter_rows = [(label, n(k["seen_bits"]), n(row["ok_per_s"]), listed(row["rounds_ok_per_s"]),
                     n(row["p50_ms"], 1), n(row["p99_ms"], 1), n(row["errors"]),
