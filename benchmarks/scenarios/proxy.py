@@ -4,7 +4,7 @@ import logging
 
 from benchmarks import load
 from benchmarks.report import listed, n, x
-from benchmarks.summary import med, median_of, ratio, statuses
+from benchmarks.summary import med, median_of, ratio, statuses, us_per_2xx
 from benchmarks.targets import Target, progress
 
 log = logging.getLogger("benchmarks")
@@ -64,22 +64,18 @@ def _window(stack, plan, backend, proxied, number):
             "flow": flow, "derived": derive(flow), "check": check}
 
 
-def _per(cores, rate):
-    """CPU µs per unit, from cores used and units/s."""
-    return round(cores / rate * 1e6, 1) if rate else None
-
-
 def derive(window):
     """What a request costs in CPU, per part, from one window's wrk result and cores."""
     result, cores = window["results"][0], window["cpu_cores"]
     requests_per_s = result["requests"] / result["seconds"] if result["seconds"] else 0
-    ok, nginx = result["ok_per_s"], cores.get("nginx", 0.0)
-    ours = sum(cores.get(role, 0.0) for role in OURS)
+    nginx = cores.get("nginx", 0.0)
     return {"requests_per_s": round(requests_per_s, 1), "api_cores": cores["api"],
             "nginx_cores": nginx, "others_cores": cores["others"],
-            "machine_cores": cores["machine"], "api_us_per_2xx": _per(cores["api"], ok),
-            "nginx_us_per_request": _per(nginx, requests_per_s),
-            "nginx_us_per_2xx": _per(nginx, ok), "all_us_per_2xx": _per(ours, ok)}
+            "machine_cores": cores["machine"], "api_us_per_2xx": us_per_2xx(window, ("api",)),
+            "nginx_us_per_request": round(nginx / requests_per_s * 1e6, 1)
+            if requests_per_s else None,
+            "nginx_us_per_2xx": us_per_2xx(window, ("nginx",)),
+            "all_us_per_2xx": us_per_2xx(window, OURS)}
 
 
 def _diff(a, b):
@@ -147,7 +143,7 @@ def render(p, table):
         rows.append((f"{backend}, " + ("(b) nginx → gunicorn (unix socket)" if proxied
                                        else "(a) gunicorn direct (TCP)"),
                      n(row["ok_per_s"]), listed(row["rounds_ok_per_s"]),
-                     x(s["proxy"].get(backend, {}).get("vs_direct")) if proxied else "–",
+                     x(s["proxy"][backend]["vs_direct"]) if proxied else "–",
                      n(row["p50_ms"], 1), n(row["p99_ms"], 1), n(row["p999_ms"], 1),
                      n(row["errors"]), n(row["generator_cores"], 2), n(k["api_cores"], 2),
                      n(k["nginx_cores"], 2) if proxied else "–", n(k["others_cores"], 2),
@@ -164,10 +160,9 @@ def render(p, table):
              f"{n(d['all_us_per_2xx_direct'])} → {n(d['all_us_per_2xx_proxied'])} µs "
              f"({_added(d['added_us_per_2xx'], 'µs')}): cost ratio {x(d['cost_ratio'])} "
              f"(per round {listed(d['cost_ratio_rounds'], x)})." for b, d in s["proxy"].items()]
-    if s["redis_vs_null"]:
-        lines.append("- redis / null: " + "; ".join(
-            f"{'through nginx' if way == 'proxied' else 'direct'} {x(v['vs_null'])} (per round "
-            f"{listed(v['vs_null_rounds'], x)})" for way, v in s["redis_vs_null"].items()) + ".")
+    lines.append("- redis / null: " + "; ".join(
+        f"{'through nginx' if way == 'proxied' else 'direct'} {x(v['vs_null'])} (per round "
+        f"{listed(v['vs_null_rounds'], x)})" for way, v in s["redis_vs_null"].items()) + ".")
     checks = s["checks"]
     bad = [c for c in checks if not c["ok"]]
     return ["## nginx in front of gunicorn vs gunicorn direct", "",
