@@ -1,10 +1,7 @@
-"""Stored data made fast, not through the API: synthetic conversations written straight into
-SQLite's conversations table, into og.events (then `python -m ingest rebuild` recomputes Redis
-from it), or as a backlog of entries in the partitions' streams for the drain.
-
-N events = about 2N/3 conversations, half of them followed up, spread over today's last hours
-(UTC), all inside the conversation window (OG_CONVERSATION_TTL's default), so that a rebuild
-restores every conversation."""
+"""Stored data made fast, not through the API: synthetic conversations straight into SQLite, into
+og.events (then `ingest rebuild` recomputes Redis from it), or into the streams as a backlog.
+N events = about 2N/3 conversations, half followed up, over today's last hours (UTC), all inside
+the conversation window (OG_CONVERSATION_TTL's default): a rebuild restores every one."""
 import functools
 import random
 import sqlite3

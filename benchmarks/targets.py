@@ -135,7 +135,6 @@ def preload_store(stack, backend, events, store="main"):
             connection.close()
         env = stack.env("redis", redis=store, database=database_name(store))
         return stack.ingest(env, "rebuild").strip()
-    return None
 
 
 class Target:
@@ -153,7 +152,6 @@ class Target:
                                + ("" if store == "main" else f"@{store}"))
         self.accepted = 0
         self.api = self.worker = self.redis = None
-        self._exit = contextlib.ExitStack()
 
     @property
     def url(self):
@@ -167,20 +165,17 @@ class Target:
         self.env = self.stack.env(self.backend, redis=self.store,
                                   database=database_name(self.store), sqlite=self.store,
                                   **self.settings)
-        try:
+        with contextlib.ExitStack() as started:  # all stopped again if one fails to start
             if self.backend == "redis":
                 self.events_before = count_events(self.stack, self.store)
-                self.redis = self._exit.enter_context(
+                self.redis = started.enter_context(
                     contextlib.closing(self.stack.redis_client(self.store)))
                 self.added_before = _entries_added(self.redis, self.partitions)
             serve = self.stack.proxied_api if self.proxy else self.stack.api
-            self.api = self._exit.enter_context(serve(self.label.replace("@", "-"), self.env))
+            self.api = started.enter_context(serve(self.label.replace("@", "-"), self.env))
             if self.worker_running:
-                self.worker = self._exit.enter_context(
-                    self.stack.ingest_worker(self.env, self.label))
-        except BaseException:
-            self._exit.close()
-            raise
+                self.worker = started.enter_context(self.stack.ingest_worker(self.env, self.label))
+            self._exit = started.pop_all()
         return self
 
     def __exit__(self, *_):

@@ -36,23 +36,19 @@ def drain_span(code, text, what="ingest run --burst"):
 
 def _drain(stack, events, batch_size):
     reset_store(stack, "redis")
-    client = stack.redis().client()
-    try:
+    with stack.redis().client() as client:
         began = time.monotonic()
         added = preload.into_streams(client, events, 1)
         fill_s = time.monotonic() - began
-        env = stack.env("redis", OG_INGEST_BATCH_SIZE=batch_size)
-        meter = cpu.CpuMeter({"mariadb": cpu.pid_of(stack.started_mariadb()),
-                              "redis": cpu.pid_of(stack.started_redis())}).start()
-        with BacklogSampler(stack.redis_url(), interval=0.1) as sampler:
-            code, text, worker_cpu, wall = load.LoadProcess(
-                [PYTHON, "-m", "ingest", "run", "--burst"], DRAIN_BOUND_S, env).wait()
-        cores = meter.stop()
-        _, seconds = drain_span(code, text)
-        stored = count_events(stack)
-        left = sampler.sample(0)
-    finally:
-        client.close()
+    env = stack.env("redis", OG_INGEST_BATCH_SIZE=batch_size)
+    meter = cpu.CpuMeter({"mariadb": cpu.pid_of(stack.started_mariadb()),
+                          "redis": cpu.pid_of(stack.started_redis())}).start()
+    with BacklogSampler(stack.redis_url(), interval=0.1) as sampler:
+        code, text, worker_cpu, wall = load.LoadProcess(
+            [PYTHON, "-m", "ingest", "run", "--burst"], DRAIN_BOUND_S, env).wait()
+    cores = meter.stop()
+    _, seconds = drain_span(code, text)
+    stored, left = count_events(stack), sampler.sample(0)
     r = {"batch_size": batch_size, "backlog": added, "fill_s": round(fill_s, 2),
          "fill_per_s": round(added / fill_s), "drain_s": round(seconds, 3),
          "events_per_s": round(added / seconds), "process_wall_s": round(wall, 2),

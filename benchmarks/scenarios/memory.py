@@ -15,8 +15,9 @@ log = logging.getLogger("benchmarks")
 PIPELINE = 2000
 
 
-def _conversations(store, count):
+def _conversations(redis_url, count):
     """`count` conversations through the API's Lua scripts, half followed up; the events."""
+    store = Store.connect(redis_url, 1, timeout=10)
     initial, followup = SCRIPTS["initial"], SCRIPTS["followup"]
     ttl, high_water = config.DEFAULT_CONVERSATION_TTL, config.DEFAULT_BACKLOG_HIGH_WATER
     rng = random.Random(5)
@@ -34,6 +35,7 @@ def _conversations(store, count):
         if set(replies) != {"ok"}:
             raise RuntimeError(f"unexpected script replies: {set(replies)}")
         events += len(replies)
+    store.close()
     return events
 
 
@@ -46,9 +48,7 @@ def run(stack, plan):
 
     try:
         empty = used()
-        store = Store.connect(stack.redis_url(), 1, timeout=10)
-        events = _conversations(store, plan.memory_conversations)
-        store.close()
+        events = _conversations(stack.redis_url(), plan.memory_conversations)
         with_stream, length = used(), client.xlen(stream)
         sample_key = next(client.scan_iter(match=keys.conversation(0, "*"), count=1000))
         key_usage = client.memory_usage(sample_key, samples=0)
