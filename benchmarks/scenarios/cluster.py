@@ -19,7 +19,7 @@ log = logging.getLogger("benchmarks")
 # unknown or already-followed-up uuid. (A 503 may or may not have reached Redis.)
 CALL_STATUSES = (200, 404, 409)
 DRAIN_SEED = 424_242
-FLUSHED = re.compile(r": flushed (\d+) events")
+FLUSHED = re.compile(r": acknowledged (\d+) entries")  # ingest/worker.py, debug
 IDLE_S = 5  # how long the idle stores' Redis CPU (cluster bus, replication, cron) is measured
 ONE_DIGIT = ("redis_us_per_call", "worker_cpu_us_per_event")
 NAMES = {"single": "(a) single Redis, P=1 (reference)", "cluster": "(b) cluster, P={p}, WAIT 0",
