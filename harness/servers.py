@@ -775,6 +775,13 @@ class RedisCluster:
         self._clients.append(client)
         return client
 
+    def client_of(self, node, **kwargs):
+        """Like `client`, but learning the slot map from `node` first."""
+        client = redislib.RedisCluster(host="127.0.0.1", port=node.port,
+                                       **{"decode_responses": True, **kwargs})
+        self._clients.append(client)
+        return client
+
     def close_clients(self):
         clients, self._clients = self._clients, []
         for client in clients:

@@ -48,9 +48,15 @@ def undrained_detail(client, state):
     return "\n".join(lines)
 
 
-def wait_all_drained(client, worker=None, partitions=PARTITIONS, timeout=60.0):
-    """Until every partition's stream is empty, with no lag and nothing pending."""
+def wait_all_drained(client, worker=None, partitions=PARTITIONS, timeout=60.0, cluster=None):
+    """Until every partition's stream is empty, with no lag and nothing pending.
+
+    With `cluster` (a harness RedisCluster), a Redis error makes the next read use a new
+    client that learns the slot map from a running node picked in turn (not always the
+    one the first client started from, which may be the node just restarted), and a
+    failure message says what the nodes say of the cluster."""
     deadline = time.monotonic() + timeout
+    tries = 0
     while True:
         try:
             state = partitions_state(client, partitions)
@@ -60,10 +66,17 @@ def wait_all_drained(client, worker=None, partitions=PARTITIONS, timeout=60.0):
                 return
         except RedisError as error:
             state = repr(error)
+            if cluster is not None:
+                tries += 1
+                running = [node for node in cluster.nodes if node.running]
+                node = running[tries % len(running)]
+                client = cluster.client_of(node)
         if worker is not None:
             assert worker.running, f"ingest worker exited:\n{worker.log()}"
         assert time.monotonic() < deadline, f"not drained in {timeout} s: {state}" + (
-            f"\n{undrained_detail(client, state)}" + (f"\n{worker.log()}" if worker else ""))
+            f"\n{undrained_detail(client, state)}"
+            + (f"\ncluster: {cluster.problems()}" if cluster is not None else "")
+            + (f"\n{worker.log()}" if worker else ""))
         time.sleep(POLL_S)
 
 

@@ -4,12 +4,19 @@ acknowledged event is lost, none is stored twice, and the dashboards agree with
 og.events afterwards."""
 import time
 
+import pytest
+
 from tests.cluster_driver import PARTITIONS, assert_symbol_dashboards_match_events, wait_all_drained
 from tests.range_oracle import assert_buckets_exact
 from tests.workers import Http, Load, assert_nothing_lost, assert_stored_exactly
 
 CLUSTER_SETTINGS = {"OG_STREAM_PARTITIONS": PARTITIONS, "OG_INGEST_CLAIM_IDLE_MS": 1000,
                     "OG_INGEST_BATCH_SIZE": 200}
+
+
+CHECK_BOUND_S = 300
+"""Load (at most ~100 s with its waits) and the drain's own 90 s bound fit in it, so a
+drain that fails says why (streams, cluster, worker log) instead of a bare timeout."""
 
 
 def start(gunicorn_server, ingest, cluster, workers=1, **settings):
@@ -21,7 +28,7 @@ def start(gunicorn_server, ingest, cluster, workers=1, **settings):
 
 def check_after(server, cluster, database, load, workers):
     client = cluster.client()
-    wait_all_drained(client, workers[0], timeout=90)
+    wait_all_drained(client, workers[0], timeout=90, cluster=cluster)
     assert_nothing_lost(database, load.accepted, load.uncertain)
     assert_buckets_exact(database)
     http = Http(server.url)
@@ -31,6 +38,7 @@ def check_after(server, cluster, database, load, workers):
         http.close()
 
 
+@pytest.mark.timeout(CHECK_BOUND_S)
 def test_master_killed_under_load_with_wait_loses_no_acknowledged_event(
         gunicorn_server, ingest, cluster, database):
     server, workers = start(gunicorn_server, ingest, cluster, OG_REDIS_WAIT_REPLICAS=1)
@@ -54,6 +62,7 @@ def test_master_killed_under_load_with_wait_loses_no_acknowledged_event(
     check_after(server, cluster, database, load, workers)
 
 
+@pytest.mark.timeout(CHECK_BOUND_S)
 def test_reshard_under_load_answers_and_stores_every_event_once(
         gunicorn_server, ingest, cluster, database):
     server, workers = start(gunicorn_server, ingest, cluster)
@@ -70,6 +79,7 @@ def test_reshard_under_load_answers_and_stores_every_event_once(
         assert_stored_exactly(database, load.accepted)
 
 
+@pytest.mark.timeout(CHECK_BOUND_S)
 def test_two_workers_one_killed_lose_and_duplicate_nothing(gunicorn_server, ingest, cluster, database):
     server, workers = start(gunicorn_server, ingest, cluster, workers=2)
     with Load(server.url, threads=6, seconds=90, conversations=50_000) as load:
