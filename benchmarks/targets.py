@@ -20,6 +20,24 @@ from server.initdb import init_db
 log = logging.getLogger("benchmarks")
 
 DRAIN_WAIT_S = 300  # bound on waiting for the running worker to catch up after a window
+WAIT_BOUND_S = 600
+
+
+def wait_for(predicate, what, bound_s=WAIT_BOUND_S, pause_s=0.05):
+    deadline = time.monotonic() + bound_s
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{what} did not come within {bound_s} s")
+        time.sleep(pause_s)
+
+
+def sql(server, database, statement):
+    """(seconds the statement took, its rows)."""
+    with contextlib.closing(server.connect(database=database)) as connection, \
+            connection.cursor() as cursor:
+        began = time.monotonic()
+        cursor.execute(statement)
+        return time.monotonic() - began, cursor.fetchall()
 
 
 class Sampler:
@@ -239,11 +257,8 @@ class Target:
         started = time.monotonic()
         if self.worker_running:
             sampler = self._backlog_sampler()
-            while _undrained(sampler.sample(0)) > 0:
-                if time.monotonic() - started > DRAIN_WAIT_S:
-                    raise RuntimeError(
-                        f"{self.label}: the worker did not catch up in {DRAIN_WAIT_S} s")
-                time.sleep(0.2)
+            wait_for(lambda: _undrained(sampler.sample(0)) == 0,
+                     f"{self.label}: the worker's catch-up", DRAIN_WAIT_S, pause_s=0.2)
         else:
             self.stack.ingest(self.env, "run", "--burst")
         return round(time.monotonic() - started, 2)

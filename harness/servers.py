@@ -768,17 +768,13 @@ class RedisCluster:
             raise RuntimeError(f"{self}: no node is running")
         return running[0].url
 
-    def client(self, **kwargs):
-        """A new redis.RedisCluster on `.url` (decode_responses=True unless overridden).
-        Closed by `close_clients` (the `cluster` fixture does at teardown) or `stop`."""
-        client = redislib.RedisCluster.from_url(self.url, **{"decode_responses": True, **kwargs})
-        self._clients.append(client)
-        return client
-
-    def client_of(self, node, **kwargs):
-        """Like `client`, but learning the slot map from `node` first."""
-        client = redislib.RedisCluster(host="127.0.0.1", port=node.port,
-                                       **{"decode_responses": True, **kwargs})
+    def client(self, node=None, **kwargs):
+        """A new redis.RedisCluster on `.url`, or learning the slot map from `node` first
+        (decode_responses=True unless overridden). Closed by `close_clients` (the
+        `cluster` fixture does at teardown) or `stop`."""
+        options = {"decode_responses": True, **kwargs}
+        client = (redislib.RedisCluster(host="127.0.0.1", port=node.port, **options) if node
+                  else redislib.RedisCluster.from_url(self.url, **options))
         self._clients.append(client)
         return client
 

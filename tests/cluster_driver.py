@@ -70,7 +70,7 @@ def wait_all_drained(client, worker=None, partitions=PARTITIONS, timeout=60.0, c
                 tries += 1
                 running = [node for node in cluster.nodes if node.running]
                 node = running[tries % len(running)]
-                client = cluster.client_of(node)
+                client = cluster.client(node)
         if worker is not None:
             assert worker.running, f"ingest worker exited:\n{worker.log()}"
         assert time.monotonic() < deadline, f"not drained in {timeout} s: {state}" + (

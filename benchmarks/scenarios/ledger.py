@@ -6,7 +6,7 @@ import uuid as uuidlib
 
 from benchmarks import load
 from benchmarks.cpu import children, cpu_seconds
-from benchmarks.scenarios.operations import sql, wait_for
+from benchmarks.targets import sql, wait_for
 from benchmarks.summary import med
 from core import keys
 from core.store.scripts import ALL as SCRIPTS

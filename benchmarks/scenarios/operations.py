@@ -10,7 +10,7 @@ from contextlib import closing
 from benchmarks import cpu, load, preload, range_store
 from benchmarks.report import listed, n, x
 from benchmarks.summary import med, median_of, ratio, us_per_2xx
-from benchmarks.targets import Sampler, Target, count_events, reset_store
+from benchmarks.targets import Sampler, Target, count_events, reset_store, sql, wait_for
 from core import keys
 from harness.stack import PYTHON
 
@@ -157,22 +157,6 @@ def _rebuild_window(plan, target, number):
         "rebuild_started_s": round(began, 2), "rebuild_ended_s": round(ended, 2),
         "window_s": round(stopped, 2), "max_undrained": max((s[3] for s in samples), default=0),
         "settle_s": settle_s, "cpu_cores": cores, "timeline": samples}
-
-
-def sql(server, database, statement):
-    """(seconds the statement took, its rows)."""
-    with closing(server.connect(database=database)) as connection, connection.cursor() as cursor:
-        began = time.monotonic()
-        cursor.execute(statement)
-        return time.monotonic() - began, cursor.fetchall()
-
-
-def wait_for(predicate, what, bound_s=BOUND_S, pause_s=0.05):
-    deadline = time.monotonic() + bound_s
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"{what} did not come within {bound_s} s")
-        time.sleep(pause_s)
 
 
 def _drain(stack, plan, number, indexed):
