@@ -22,7 +22,10 @@ Read top to bottom, the failure paths are:
   lost (a followup's "+" on its conversation, the stats). After any Redis error, at
   start and every CATCH_UP_EVERY_S, the stored events past the stored mark that the
   stream lacks are given back to Redis (replay.lua): a retried followup is then a 409
-  again, and the dashboards equal og.events. One the API accepted again before that is
+  again, and the dashboards equal og.events. A master can also be demoted with no
+  error on the worker's connections (stopped past the node timeout, then resumed: it
+  answers as master until it hears of its successor); a slot seen to change master is
+  therefore treated as an error here. One the API accepted again before that is
   counted once in Redis and logged as a duplicate (og.events holds it twice).
 - a poison entry: a malformed one goes to the dead-letter stream at once; one the
   database rejects stays pending, is retried on reclaim, and is dead-lettered once it
@@ -128,6 +131,7 @@ class Worker:
         self._caught_up_at = 0.0
         self._redis_failed_at = None  # monotonic time of the last Redis error
         self._suspect_from = None  # entry id from which stored events are judged deeply
+        self._slot_changes = 0  # the stores' slot-map changes seen so far
         self.written = 0
         self.replayed = 0
         self.duplicates = 0
@@ -209,6 +213,10 @@ class Worker:
 
     def _pass(self, burst):
         """Read one batch and hand it to the committer; True when there was none."""
+        changes = sum(store.slot_map_changes() for store in {self.store, self.commit_store})
+        if changes != self._slot_changes:  # a failover (or a reshard) since the last pass
+            self._slot_changes = changes
+            self._redis_failed()
         now = time.monotonic()
         entries = []
         if now - self._claimed_at >= self.claim_idle_ms / 1000:
@@ -330,8 +338,8 @@ class Worker:
                         "given back", self.name, given, partition)
 
     def _redis_failed(self):
-        """What came back may have lost its last writes: catch up at once, deeply, from
-        a little before the first error of this outage."""
+        """What came back (or took over) may have lost its last writes: catch up at once,
+        deeply, from a little before the first error of this outage."""
         now = time.monotonic()
         if self._redis_failed_at is None or now - self._redis_failed_at >= DEEP_AFTER_ERROR_S:
             self._suspect_from = f"{int(time.time() * 1000) - LOOKBACK_MS}-0"

@@ -94,7 +94,11 @@ def _address(host, port):
 
 class Router:
     """Which node serves a key: the only node of a plain Redis, or the master of the
-    key's slot in a cluster (the slot map is read again after MOVED or a lost node)."""
+    key's slot in a cluster (the slot map is read again after MOVED or a lost node).
+
+    `changes` counts the times a slot was seen served by another master than before (a
+    failover, a reshard): a master demoted without a single error on this client's
+    connections may have answered writes its successor never got (ingest/worker.py)."""
 
     def __init__(self, url, pool_options, cluster):
         self.url = url
@@ -104,6 +108,7 @@ class Router:
         self._pools = {}
         self._slots = None
         self._stale = True
+        self.changes = 0
         self.single = redis.ConnectionPool.from_url(url, **pool_options)
         kwargs = self.single.connection_kwargs
         self._seeds = [(kwargs.get("host", "127.0.0.1"), int(kwargs.get("port", 6379)))]
@@ -118,6 +123,7 @@ class Router:
         router = cls.__new__(cls)
         router.cluster, router.single, router._pools = False, pool, {}
         router._lock, router._slots, router._stale = threading.Lock(), None, False
+        router.changes = 0
         return router
 
     def pool(self, address):
@@ -151,6 +157,8 @@ class Router:
         return self._slots[key_slot(key.encode() if isinstance(key, str) else key)]
 
     def moved(self, slot, address):
+        if self._slots[slot] != address:
+            self.changes += 1
         self._slots[slot] = address
         self._stale = True  # one moved slot often means many: read the whole map again
 
@@ -188,6 +196,8 @@ class Router:
             if None in slots:
                 last_error = ClusterDown(f"slots not served (from {address[0]}:{address[1]})")
                 continue
+            if self._slots is not None and slots != self._slots:
+                self.changes += 1
             self._slots, self._stale = slots, False
             self._seeds = list(dict.fromkeys([*self._seeds, *set(slots)]))
             return

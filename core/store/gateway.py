@@ -51,6 +51,11 @@ class Store:
     def close(self):
         self.client.close()
 
+    def slot_map_changes(self):
+        """How often this store's client saw a slot move to another master (0 on a plain
+        Redis): core/store/client.Router.changes."""
+        return self.client.router.changes
+
     def _run(self, name, keys_, args=()):
         return self.client.execute(*SCRIPTS[name].command(keys_, args))
 

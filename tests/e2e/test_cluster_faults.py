@@ -5,10 +5,13 @@ og.events afterwards."""
 import time
 
 import pytest
+from redis.crc import key_slot
+from sqlalchemy import inspect
 
+from core import keys
 from tests.cluster_driver import PARTITIONS, assert_symbol_dashboards_match_events, wait_all_drained
 from tests.range_oracle import assert_buckets_exact
-from tests.workers import Http, Load, assert_nothing_lost, assert_stored_exactly
+from tests.workers import Http, Load, assert_nothing_lost, assert_stored_exactly, new_uuid
 
 CLUSTER_SETTINGS = {"OG_STREAM_PARTITIONS": PARTITIONS, "OG_INGEST_CLAIM_IDLE_MS": 1000,
                     "OG_INGEST_BATCH_SIZE": 200}
@@ -91,3 +94,82 @@ def test_two_workers_one_killed_lose_and_duplicate_nothing(gunicorn_server, inge
     # The survivor reclaims what the dead one held (after OG_INGEST_CLAIM_IDLE_MS).
     check_after(server, cluster, database, load, workers[1:])
     assert_stored_exactly(database, load.accepted)
+
+
+def _wait(what, check, timeout=30.0):
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, f"not within {timeout} s: {what}"
+        time.sleep(0.1)
+
+
+def _post_initials(http, partition, symbol, count):
+    """`count` initials of `symbol` that the API answered 200, all in `partition`."""
+    accepted = []
+    while len(accepted) < count:
+        uuid = new_uuid()
+        if keys.partition_of(uuid, PARTITIONS) == partition:
+            status, _ = http.post("/initial", {"uuid": uuid, "symbol": symbol})
+            if status == 200:
+                accepted.append(uuid)
+            else:  # 503 while the API finds the new master: another uuid
+                time.sleep(0.1)
+    return accepted
+
+
+def _event_ids(database, uuids):
+    marks = ", ".join(["%s"] * len(uuids))
+    with database.connect() as connection:
+        return [row[0] for row in connection.exec_driver_sql(
+            f"SELECT event_id FROM events WHERE kind = 'initial' AND uuid IN ({marks})",
+            tuple(uuids))]
+
+
+def _order(entry_id):
+    return tuple(map(int, entry_id.split("-")))
+
+
+def _mark(node, partition):
+    """The stored mark (ack.lua) as `node` has it."""
+    return _order(node.execute("GET", keys.stored(partition)) or "0-0")
+
+
+@pytest.mark.timeout(CHECK_BOUND_S)
+def test_events_a_master_took_before_its_replica_took_over_silently_are_given_back(
+        gunicorn_server, ingest, cluster, database):
+    """A master takes writes its replica never gets, the worker stores and acknowledges
+    them there, then the replica takes over (no node fails, so the worker's connections
+    see no error, only MOVED), and the new master's acks of newer events move the stored
+    mark past the lost ones. The worker must still give them back to Redis: the lost
+    initials count on /dashboard/symbol again. (Before the worker took a slot-map change
+    for an error, it judged only events past the mark, and they stayed uncounted.)"""
+    server, _ = start(gunicorn_server, ingest, cluster)
+    partition = 0
+    master = cluster.master_of_slot(key_slot(keys.stream(partition).encode()))
+    replica = cluster.replicas_of(master)[0]
+    http = Http(server.url)
+    _wait("the worker made og.events", lambda: inspect(database).has_table("events"))
+    try:
+        # The replica is cut off: it can no longer authenticate to its master.
+        replica.execute("CONFIG", "SET", "masterauth", "not-the-password")
+        master.execute("CLIENT", "KILL", "TYPE", "replica")
+        _wait("the replica's link is down",
+              lambda: replica.replication_info()["master_link_status"] == "down")
+        lost = _post_initials(http, partition, "x", 10)
+        _wait("the lost initials stored", lambda: len(_event_ids(database, lost)) == 10)
+        newest_lost = max(_event_ids(database, lost), key=_order)
+        _wait("the lost initials acknowledged on the master",
+              lambda: _mark(master, partition) >= _order(newest_lost))
+        replica.execute("CLUSTER", "FAILOVER", "TAKEOVER")
+        _wait("the replica took over", lambda: replica.myself().role == "master")
+        newer = _post_initials(http, partition, "y", 10)
+        _wait("the newer initials stored", lambda: len(_event_ids(database, newer)) == 10)
+        _wait("the new master's stored mark past the lost initials",
+              lambda: _mark(replica, partition) > _order(newest_lost))
+        assert replica.execute("XRANGE", keys.stream(partition), newest_lost, newest_lost) == []
+        _wait("/dashboard/symbol/x counts the lost initials again",
+              lambda: http.get("/dashboard/symbol/x")[1].get("count") == 10)
+        assert http.get("/dashboard/symbol/y")[1]["count"] == 10
+    finally:
+        replica.execute("CONFIG", "SET", "masterauth", "")
+        http.close()
