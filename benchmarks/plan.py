@@ -15,8 +15,7 @@ _FULL = dict(rounds=3, duration=15, mixed_duration=10, read_duration=8, read_eve
              cluster_partitions=12, cluster_drain_backlog=300_000,
              proxy_rounds=4, proxy_duration=12, page_open_s=30, page_watchers=100,
              ops_rebuild_events=(100_000, 1_000_000), ops_rebuild_rounds=2,
-             ops_rebuild_before_s=8, ops_rebuild_after_s=10, ops_drain_backlog=200_000,
-             ops_drain_tail_s=1.0)
+             ops_rebuild_before_s=8, ops_rebuild_after_s=10)
 # Its fields in this order: results.json's "plan" is the plan's __dict__.
 Plan = make_dataclass("Plan", [(name, type(value)) for name, value in _FULL.items()],
                       frozen=True)
@@ -29,7 +28,7 @@ QUICK = replace(FULL, rounds=1, duration=4, mixed_duration=3, read_duration=2,
                 range_sqlite_max_events=200_000, range_sqlite_budget_s=20,
                 cluster_drain_backlog=30_000, proxy_rounds=1, proxy_duration=4, page_open_s=12,
                 ops_rebuild_events=(20_000,), ops_rebuild_rounds=1, ops_rebuild_before_s=4,
-                ops_rebuild_after_s=5, ops_drain_backlog=20_000)
+                ops_rebuild_after_s=5)
 
 
 def build(quick=False, duration=None, rounds=None):
