@@ -1,7 +1,6 @@
-"""Stored data made fast, not through the API: synthetic conversations straight into SQLite, into
-og.events (then `ingest rebuild` recomputes Redis from it), or into the streams as a backlog.
-N events = about 2N/3 conversations, half followed up, over today's last hours (UTC), all inside
-the conversation window (OG_CONVERSATION_TTL's default): a rebuild restores every one."""
+"""Stored data made fast, not through the API: synthetic conversations straight into SQLite,
+og.events or the streams. N events = about 2N/3 conversations, half followed up, over today's
+last hours (UTC), all inside the conversation window: a rebuild restores every one."""
 import functools
 import random
 import sqlite3
@@ -77,14 +76,12 @@ def into_events(connection, events):
 
 
 def into_streams(redis_client, events, partitions, seed=None):
-    """XADD `events` entries, each into the stream of the partition its uuid maps to
-    (keys.partition_of, as the API: a followup beside its initial), fields as
-    core/store/lua/*.lua write them; the same `seed` gives the same entries whatever
-    `partitions` is. On a Redis Cluster (a redis.RedisCluster) each pipeline is sent as one
-    per node. Returns the number of entries added."""
+    """XADD `events` entries, each into its uuid's partition's stream (keys.partition_of, as
+    the API), fields as core/store/lua/*.lua write them; the same `seed`, the same entries
+    whatever `partitions` is. Returns the number of entries added."""
     entries = []
     seed = random.getrandbits(32) if seed is None else seed
-    for uuid, symbol, guess, ts, followup in conversations(events, seed=seed):
+    for uuid, symbol, guess, ts, followup in conversations(events, seed):
         stream, g = keys.stream(keys.partition_of(uuid, partitions)), "1" if guess else "0"
         for kind, at in (("initial", ts), ("followup", followup)):
             if at:

@@ -1,17 +1,15 @@
 """Redis Cluster vs single Redis: the request path, Redis CPU per script call, one worker's
 drain (method: benchmarks/README.md)."""
 import logging
-import re
 import time
 
-from benchmarks import cpu, load, plots, preload
+from benchmarks import cpu, load, plots
 from benchmarks.report import listed, n, x
-from benchmarks.scenarios.drain import DRAIN_BOUND_S, drain_span
+from benchmarks.scenarios.drain import drain
 from benchmarks.summary import add_ratios, med, median_of, ratio, statuses
-from benchmarks.targets import (Target, count_events, database_name, progress, reset_store,
-                                stream_length)
+from benchmarks.targets import Target, progress
 from core import keys
-from harness.stack import CLUSTER, PYTHON
+from harness.stack import CLUSTER
 
 log = logging.getLogger("benchmarks")
 
@@ -19,7 +17,6 @@ log = logging.getLogger("benchmarks")
 # unknown or already-followed-up uuid. (A 503 may or may not have reached Redis.)
 CALL_STATUSES = (200, 404, 409)
 DRAIN_SEED = 424_242
-FLUSHED = re.compile(r": acknowledged (\d+) entries")  # ingest/worker.py, debug
 IDLE_S = 5  # how long the idle stores' Redis CPU (cluster bus, replication, cron) is measured
 ONE_DIGIT = ("redis_us_per_call", "worker_cpu_us_per_event")
 NAMES = {"single": "(a) single Redis, P=1 (reference)", "cluster": "(b) cluster, P={p}, WAIT 0",
@@ -30,13 +27,13 @@ def run(stack, plan):
     began = time.monotonic()
     cluster = stack.redis_cluster()
     started_s = round(time.monotonic() - began, 2)
-    served = {}  # master port -> the partitions (hash tags, so slots) it serves
-    for partition in range(plan.cluster_partitions):
-        owner = cluster.master_of_slot(keys.slot(keys.stream(partition)))
-        served.setdefault(owner.port, []).append(partition)
+    p = plan.cluster_partitions
+    # Which master serves each partition (its hash tag, so its slot).
+    owners = [cluster.master_of_slot(keys.slot(keys.stream(i))).port for i in range(p)]
     masters = {node.port for node in cluster.masters()}
-    layout = [{"port": node.port, "role": "master" if node.port in masters else "replica",
-               **({"partitions": served.get(node.port, [])} if node.port in masters else {})}
+    layout = [{"port": node.port, "role": "replica"} if node.port not in masters else
+              {"port": node.port, "role": "master",
+               "partitions": [i for i, port in enumerate(owners) if port == node.port]}
               for node in cluster.nodes]
     log.info("cluster: %d nodes up in %.1f s: %s", len(layout), started_s, _nodes(layout))
     meter = cpu.CpuMeter({"masters": cpu.pids_of(cluster.masters()),
@@ -45,18 +42,22 @@ def run(stack, plan):
     time.sleep(IDLE_S)
     idle = {role: core for role, core in meter.stop().items() if role != "machine"}
     log.info("idle Redis CPU over %d s: %s cores", IDLE_S, idle)
-    cluster_settings = {"OG_STREAM_PARTITIONS": plan.cluster_partitions}
     windows, drains = [], []
     for number in range(1, plan.rounds + 1):
         for label, store, settings in (
                 ("single", "main", {"OG_STREAM_PARTITIONS": 1}),
-                ("cluster", CLUSTER, {**cluster_settings, "OG_REDIS_WAIT_REPLICAS": 0}),
-                ("cluster+wait1", CLUSTER, {**cluster_settings, "OG_REDIS_WAIT_REPLICAS": 1})):
+                ("cluster", CLUSTER, {"OG_STREAM_PARTITIONS": p, "OG_REDIS_WAIT_REPLICAS": 0}),
+                ("cluster+wait1", CLUSTER, {"OG_STREAM_PARTITIONS": p,
+                                            "OG_REDIS_WAIT_REPLICAS": 1})):
             windows.append(_window(stack, plan, label, store, settings, number))
-        for label, store, partitions in (("single", "main", 1),
-                                         ("cluster", CLUSTER, plan.cluster_partitions)):
-            drains.append(_drain(stack, plan, label, store, partitions, number))
-    result = {"partitions": plan.cluster_partitions, "nodes": layout, "start_s": started_s,
+        for label, store, partitions in (("single", "main", 1), ("cluster", CLUSTER, p)):
+            # At debug the worker logs each batch's size: how many events a batch took from
+            # the P streams.
+            drains.append({"round": number, "label": label, "partitions": partitions,
+                           **drain(stack, plan.cluster_drain_backlog, f"round {number} {label}",
+                                   store, partitions, DRAIN_SEED + number,
+                                   OG_LOG_LEVEL="debug")})
+    result = {"partitions": p, "nodes": layout, "start_s": started_s,
               "idle_cores": idle, "node_timeout_ms": cluster.node_timeout_ms,
               "windows": windows, "drains": drains}
     return {**result, "summary": summarize(result)}
@@ -111,53 +112,10 @@ def derive(window):
     }
 
 
-def _drain(stack, plan, label, store, partitions, number):
-    reset_store(stack, "redis", store)
-    client = stack.redis_client(store)
-    try:
-        began = time.monotonic()
-        added = preload.into_streams(client, plan.cluster_drain_backlog, partitions,
-                                     seed=DRAIN_SEED + number)
-        fill_s = time.monotonic() - began
-        # debug: the worker logs each batch's size, which tells how many events a batch
-        # took from P streams.
-        env = stack.env("redis", redis=store, database=database_name(store),
-                        OG_STREAM_PARTITIONS=partitions, OG_LOG_LEVEL="debug")
-        redis = (cpu.pids_of(stack.redis_cluster().nodes) if store == CLUSTER
-                 else cpu.pid_of(stack.started_redis(store)))
-        meter = cpu.CpuMeter({"mariadb": cpu.pid_of(stack.started_mariadb()),
-                              "redis": redis}).start()
-        worker = load.LoadProcess([PYTHON, "-m", "ingest", "run", "--burst"], DRAIN_BOUND_S, env)
-        code, text, worker_cpu, wall = worker.wait()
-        cores = meter.stop()
-        lines, seconds = drain_span(code, text, f"{label}: ingest run --burst")
-        batches = [int(m.group(1)) for m in map(FLUSHED.search, lines) if m]
-        stored, left = count_events(stack, store), stream_length(client, partitions)
-    finally:
-        client.close()
-    result = {
-        "round": number, "label": label, "partitions": partitions, "backlog": added,
-        "fill_s": round(fill_s, 2), "fill_per_s": round(added / fill_s),
-        "drain_s": round(seconds, 3), "events_per_s": round(added / seconds),
-        "process_wall_s": round(wall, 2),
-        "worker_cpu_us_per_event": round(worker_cpu / added * 1e6, 1),
-        "worker_cores": round(worker_cpu / wall, 2), "mariadb_cores": cores["mariadb"],
-        "redis_cores": cores["redis"], "machine_cores": cores["machine"],
-        "batches": len(batches),
-        "mean_batch": round(sum(batches) / len(batches)) if batches else None,
-        "max_batch": max(batches, default=None),
-        "stored": stored, "stream_length_after": left, "ok": stored == added and left == 0,
-    }
-    log.info("round %d drain %-7s %d events over %d stream(s): %d events/s; stored %s", number,
-             label, added, partitions, result["events_per_s"],
-             "ok" if result["ok"] else f"MISMATCH {stored} (left {left})")
-    return result
-
-
 def _medians(rows, names):
     """Medians over rounds: cores to 2 digits, ONE_DIGIT to 1, the rest to whole numbers."""
     return {name: med([row.get(name) for row in rows], 2 if name.endswith("_cores")
-                      else 1 if name in ONE_DIGIT else None) for name in names.split()}
+                      else 1 if name in ONE_DIGIT else None) for name in names}
 
 
 def _by_label(items):
@@ -180,16 +138,13 @@ def summarize(result):
                                    if k != "status")
         rounds = [{**{f"{role}_cores": w["flow"]["cpu_cores"][role]
                       for role in ("api", "others", "machine")}, **w["derived"]} for w in mine]
-        cost[label] = _medians(rounds, "api_cores redis_cores redis_master_cores "
-                               "redis_replica_cores others_cores machine_cores script_calls_per_s "
-                               "redis_us_per_call calls_per_redis_core calls_per_master_core "
-                               "api_us_per_2xx")
+        cost[label] = _medians(rounds, rounds[0])
         cost[label]["rounds_calls_per_redis_core"] = [r["calls_per_redis_core"] for r in rounds]
     drain = {label: {
         "partitions": mine[0]["partitions"], "backlog": mine[0]["backlog"],
-        **_medians(mine, "events_per_s"), "rounds_events_per_s": [d["events_per_s"] for d in mine],
-        **_medians(mine, "worker_cpu_us_per_event worker_cores mariadb_cores redis_cores "
-                         "fill_per_s mean_batch"),
+        **_medians(mine, ("events_per_s worker_cpu_us_per_event worker_cores mariadb_cores "
+                          "redis_cores fill_per_s mean_batch").split()),
+        "rounds_events_per_s": [d["events_per_s"] for d in mine],
         "max_batch": max((d.get("max_batch") or 0 for d in mine), default=None),
         "ok": all(d["ok"] for d in mine)} for label, mine in drains.items()}
     single, cluster = drain["single"], drain["cluster"]

@@ -4,7 +4,7 @@ import logging
 
 from benchmarks import load
 from benchmarks.report import listed, n, x
-from benchmarks.summary import med, median_of, ratio, statuses, us_per_2xx
+from benchmarks.summary import med, median_of, ratio, ratios, statuses, us_per_2xx
 from benchmarks.targets import Target, progress
 
 log = logging.getLogger("benchmarks")
@@ -28,10 +28,8 @@ def run(stack, plan):
 
 def _error_log(target):
     """nginx's error.log (level warn and above); empty when direct."""
-    try:
-        return target.api.nginx.error_log_path.read_bytes() if target.proxy else b""
-    except OSError:
-        return b""
+    path = target.proxy and target.api.nginx.error_log_path
+    return path.read_bytes() if path and path.exists() else b""
 
 
 def _window(stack, plan, backend, proxied, number):
@@ -82,11 +80,6 @@ def _diff(a, b):
     return None if a is None or b is None else round(a - b, 2)
 
 
-def _ratios(over, under):
-    """Round by round: over / under."""
-    return [ratio(a, b) for a, b in zip(over, under)]
-
-
 def summarize(result):
     mine, flow, cost = {}, {}, {}  # mine: label -> its windows, in round order
     for w in result["windows"]:
@@ -99,17 +92,15 @@ def summarize(result):
         cost[label] = {key: med([d[key] for d in derived], 2 if key.endswith("cores") else 1)
                        for key in derived[0]}
         cost[label]["rounds_nginx_us_per_request"] = [d["nginx_us_per_request"] for d in derived]
-    ok = {label: row["rounds_ok_per_s"] for label, row in flow.items()}
     all_us = {label: [w["derived"]["all_us_per_2xx"] for w in ws] for label, ws in mine.items()}
     proxy = {}
     for direct in BACKENDS:
         proxied = direct + PROXIED
-        rounds = _ratios(ok[proxied], ok[direct])
         fa, fb, ca, cb = flow[direct], flow[proxied], cost[direct], cost[proxied]
+        vs_direct, rounds = ratios(fb, fa)
         proxy[direct] = {
-            "direct": direct, "proxied": proxied,
-            "vs_direct": ratio(fb["ok_per_s"], fa["ok_per_s"]), "vs_direct_rounds": rounds,
-            "vs_direct_median_of_rounds": med(rounds, 3),
+            "direct": direct, "proxied": proxied, "vs_direct": vs_direct,
+            "vs_direct_rounds": rounds, "vs_direct_median_of_rounds": med(rounds, 3),
             "p50_added_ms": _diff(fb["p50_ms"], fa["p50_ms"]),
             "p99_added_ms": _diff(fb["p99_ms"], fa["p99_ms"]),
             "nginx_us_per_request": cb["nginx_us_per_request"], "nginx_cores": cb["nginx_cores"],
@@ -118,13 +109,11 @@ def summarize(result):
             "added_us_per_2xx": _diff(cb["all_us_per_2xx"], ca["all_us_per_2xx"]),
             # Direct CPU per 2xx over proxied: the throughput ratio to expect at equal CPU.
             "cost_ratio": ratio(ca["all_us_per_2xx"], cb["all_us_per_2xx"]),
-            "cost_ratio_rounds": _ratios(all_us[direct], all_us[proxied])}
+            "cost_ratio_rounds": [ratio(a, b) for a, b in zip(all_us[direct], all_us[proxied])]}
     # redis's ratio to null, both ways: the README's headline is the direct one.
-    to_null = {}
-    for way, end in (("direct", ""), ("proxied", PROXIED)):
-        redis, null = "redis" + end, "null" + end
-        to_null[way] = {"vs_null": ratio(flow[redis]["ok_per_s"], flow[null]["ok_per_s"]),
-                        "vs_null_rounds": _ratios(ok[redis], ok[null])}
+    to_null = {way: dict(zip(("vs_null", "vs_null_rounds"),
+                             ratios(flow["redis" + end], flow["null" + end])))
+               for way, end in (("direct", ""), ("proxied", PROXIED))}
     return {"flow": flow, "cost": cost, "proxy": proxy, "redis_vs_null": to_null,
             "checks": [dict(w["check"], label=w["label"], round=w["round"])
                        for w in result["windows"]]}
