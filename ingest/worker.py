@@ -216,7 +216,9 @@ class Worker:
         changes = sum(store.slot_map_changes() for store in {self.store, self.commit_store})
         if changes != self._slot_changes:  # a failover (or a reshard) since the last pass
             self._slot_changes = changes
-            self._redis_failed()
+            # Deep catch-ups on the usual cadence, not at once: a reshard changes the map
+            # on every pass for as long as it runs.
+            self._redis_failed(at_once=False)
         now = time.monotonic()
         entries = []
         if now - self._claimed_at >= self.claim_idle_ms / 1000:
@@ -337,14 +339,15 @@ class Worker:
             log.warning("ingest %s: Redis had lost %d stored events of partition %d; "
                         "given back", self.name, given, partition)
 
-    def _redis_failed(self):
-        """What came back (or took over) may have lost its last writes: catch up at once,
-        deeply, from a little before the first error of this outage."""
+    def _redis_failed(self, at_once=True):
+        """What came back (or took over) may have lost its last writes: catch up deeply,
+        from a little before the first error of this outage (at once, or when due)."""
         now = time.monotonic()
         if self._redis_failed_at is None or now - self._redis_failed_at >= DEEP_AFTER_ERROR_S:
             self._suspect_from = f"{int(time.time() * 1000) - LOOKBACK_MS}-0"
         self._redis_failed_at = now
-        self._caught_up_at = 0.0
+        if at_once:
+            self._caught_up_at = 0.0
 
     def _forget_gone_consumers(self):
         """Remove the consumers of gone workers: nothing pending, idle past the bound
