@@ -1,5 +1,5 @@
-"""CPU time per process role, read from /proc: on two cores the API, Redis, MariaDB, the
-worker and the load generator all compete, so each window records who used the cores."""
+"""CPU time per process role, from /proc: on two cores the API, Redis, MariaDB, the worker and
+the load generator all compete, so each window records who used the cores."""
 import os
 import time
 
@@ -24,13 +24,6 @@ def children(pid):
         return []
 
 
-def _machine_busy_seconds():
-    """CPU seconds all cores spent not idle since boot, every process on the host counted."""
-    with open("/proc/stat") as stat:
-        fields = [int(x) for x in stat.readline().split()[1:9]]
-    return (sum(fields) - fields[3] - fields[4]) / TICKS  # not idle nor iowait
-
-
 class CpuMeter:
     """{role: cores used on average} between start() and stop() (1.0 = one core busy); roles
     map to callables listing pids; "machine" is every process on the host, ours or not."""
@@ -39,22 +32,22 @@ class CpuMeter:
         self.roles = roles
 
     def _sample(self):
-        return {role: {pid: cpu_seconds(pid) for pid in pids()}
-                for role, pids in self.roles.items()}
+        with open("/proc/stat") as stat:  # all cores' time not idle nor iowait since boot
+            fields = [int(x) for x in stat.readline().split()[1:9]]
+        return {**{role: {pid: cpu_seconds(pid) for pid in pids()}
+                   for role, pids in self.roles.items()},
+                "machine": {0: (sum(fields) - fields[3] - fields[4]) / TICKS}}
 
     def start(self):
-        self._before, self._machine = self._sample(), _machine_busy_seconds()
-        self._started = time.monotonic()
+        self._before, self._started = self._sample(), time.monotonic()
         return self
 
     def stop(self):
         elapsed = time.monotonic() - self._started
-        machine = _machine_busy_seconds() - self._machine
         # A pid that appeared during the window counts from zero.
         seconds = {role: sum(value - self._before[role].get(pid, 0.0)
                              for pid, value in pids.items())
                    for role, pids in self._sample().items()}
-        seconds["machine"] = machine
         return {role: round(s / elapsed, 3) if elapsed else None for role, s in seconds.items()}
 
 

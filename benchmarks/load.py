@@ -35,13 +35,12 @@ class LoadProcess:
         deadline = self.started + self.seconds + GRACE_S
         while not (reaped := os.wait4(self.process.pid, os.WNOHANG))[0]:
             if time.monotonic() > deadline:
-                self.process.send_signal(signal.SIGKILL)
-                reaped = os.wait4(self.process.pid, 0)
-                break
+                os.kill(self.process.pid, signal.SIGKILL)  # not reaped yet: still its pid
             time.sleep(0.05)
         _, status, usage = reaped
         wall = time.monotonic() - self.started
         _running.discard(self)
+        # Reaped here (for its rusage), so Popen must not wait for it again.
         self.process.returncode = os.waitstatus_to_exitcode(status)
         with self.output:
             self.output.seek(0)

@@ -5,6 +5,25 @@ from statistics import median
 OURS = ("api", "redis", "mariadb", "ingest")
 
 
+def interleaved(rounds, variants, window):
+    """[window(round number, *variant)]: every variant once in each round, rounds in turn."""
+    return [window(number, *variant) for number in range(1, rounds + 1) for variant in variants]
+
+
+def by_label(windows, label):
+    """{label(window): [its windows]}, labels in the order they first come."""
+    groups = {}
+    for window in windows:
+        groups.setdefault(label(window), []).append(window)
+    return groups
+
+
+def medians(groups, key, index=0):
+    """{label: median_of the index-th load of its windows' `key` window}."""
+    return {label: median_of([w[key]["results"][index] for w in windows])
+            for label, windows in groups.items()}
+
+
 def med(values, digits=1):
     """The median of the known values (None if none), rounded."""
     known = [v for v in values if v is not None]
@@ -31,11 +50,13 @@ def ratios(row, base):
             [ratio(a, b) for a, b in zip(row["rounds_ok_per_s"], base["rounds_ok_per_s"])])
 
 
-def add_ratios(table, references=("null", "sqlite")):
-    """table: {label: median_of(...)}; adds vs_<reference>, of the medians and per round."""
-    for reference in [r for r in references if r in table]:
-        for row in table.values():
-            row[f"vs_{reference}"], row[f"vs_{reference}_rounds"] = ratios(row, table[reference])
+def add_ratios(table, references=("null", "sqlite"), pairs=()):
+    """table: {label: median_of(...)}; adds vs_<reference> to every row, and `name` to the
+    `label` row of each (label, name, base) pair, of the medians and per round (name_rounds)."""
+    pairs = [(label, f"vs_{reference}", reference)
+             for reference in references if reference in table for label in table] + list(pairs)
+    for label, name, base in pairs:
+        table[label][name], table[label][f"{name}_rounds"] = ratios(table[label], table[base])
     return table
 
 

@@ -20,10 +20,9 @@ from server.initdb import init_db
 log = logging.getLogger("benchmarks")
 
 DRAIN_WAIT_S = 300  # bound on waiting for the running worker to catch up after a window
-WAIT_BOUND_S = 600
 
 
-def wait_for(predicate, what, bound_s=WAIT_BOUND_S, pause_s=0.05):
+def wait_for(predicate, what, bound_s=600, pause_s=0.05):
     deadline = time.monotonic() + bound_s
     while not predicate():
         if time.monotonic() > deadline:
@@ -40,33 +39,32 @@ def sql(server, database, statement):
         return time.monotonic() - began, cursor.fetchall()
 
 
-class Sampler:
-    """Appends sample(seconds since start) to .samples every interval in a thread (None: none)."""
+class Sampler(threading.Thread):
+    """Appends sample(seconds since start) to .samples every interval (None: none), in a thread."""
 
     interval = 0.5
 
     def __init__(self):
-        self.samples = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, name=type(self).__name__, daemon=True)
+        super().__init__(name=type(self).__name__, daemon=True)
+        self.samples, self.stopped = [], threading.Event()
 
     def __enter__(self):
-        self._started = time.monotonic()
-        self._thread.start()
+        self.started = time.monotonic()
+        self.start()
         return self
 
     def __exit__(self, *_):
-        self._stop.set()
-        self._thread.join()
+        self.stopped.set()
+        self.join()
 
     def now(self):
-        return time.monotonic() - self._started
+        return time.monotonic() - self.started
 
-    def _loop(self):
+    def run(self):
         while True:
             if (sample := self.sample(self.now())) is not None:
                 self.samples.append(sample)
-            if self._stop.wait(self.interval):
+            if self.stopped.wait(self.interval):
                 return
 
 
@@ -92,31 +90,24 @@ def stream_length(redis_client, partitions=1):
     return sum(redis_client.xlen(keys.stream(p)) for p in range(partitions))
 
 
+def _entries_added(redis_client, partitions):
+    """Entries ever appended to the partitions' streams (0 for a stream not there)."""
+    total = 0
+    for partition in range(partitions):
+        with contextlib.suppress(redislib.ResponseError):  # no such key
+            total += redis_client.xinfo_stream(keys.stream(partition))["entries-added"]
+    return total
+
+
 def database_name(store):
     return "og" if store == "main" else f"og_{store}"
 
 
 def count_events(stack, store="main"):
-    connection = stack.mariadb().connect(database=database_name(store))
     try:
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT COUNT(*) FROM events")
-            return cursor.fetchone()[0]
+        return sql(stack.mariadb(), database_name(store), "SELECT COUNT(*) FROM events")[1][0][0]
     except pymysql.err.ProgrammingError:  # no table yet
         return 0
-    finally:
-        connection.close()
-
-
-def _entries_added(redis_client, partitions):
-    """Entries ever appended to the partitions' streams (0 for a stream not there)."""
-    total = 0
-    for partition in range(partitions):
-        try:
-            total += redis_client.xinfo_stream(keys.stream(partition))["entries-added"]
-        except redislib.ResponseError:  # no such key
-            pass
-    return total
 
 
 def reset_store(stack, backend, store="main"):
@@ -129,9 +120,8 @@ def reset_store(stack, backend, store="main"):
         if store == CLUSTER:
             stack.redis_cluster().flushall()  # every master, each WAITing for its replica
         else:
-            client = stack.redis(store).client()
-            client.flushall()
-            client.close()
+            with contextlib.closing(stack.redis(store).client()) as client:
+                client.flushall()
         engine = sqlalchemy.create_engine(stack.database_url(database_name(store)))
         with engine.begin() as connection:
             # The buckets and their readiness row too: left behind, they would keep
@@ -146,19 +136,15 @@ def preload_store(stack, backend, events, store="main"):
     if backend == "sqlite":
         preload.into_sqlite(str(stack.sqlite_path(store)), events)
     elif backend == "redis":
-        connection = stack.mariadb().connect(database=database_name(store))
-        try:
-            preload.into_events(connection, events)
-        finally:
-            connection.close()
+        with contextlib.closing(stack.mariadb().connect(database=database_name(store))) as db:
+            preload.into_events(db, events)
         env = stack.env("redis", redis=store, database=database_name(store))
         return stack.ingest(env, "rebuild").strip()
 
 
 class Target:
     """`settings`: product variables for the API and the worker (e.g. OG_STREAM_PARTITIONS);
-    `label`: the name in logs and results; `proxy`: the API behind nginx (gunicorn on a unix
-    socket), as make run serves it."""
+    `proxy`: the API behind nginx (gunicorn on a unix socket), as make run serves it."""
 
     def __init__(self, stack, backend, worker=False, store="main", reset=True, preload=0,
                  settings=None, label=None, proxy=False):
@@ -169,11 +155,7 @@ class Target:
         self.label = label or (backend + ("+ingest" if worker else "")
                                + ("" if store == "main" else f"@{store}"))
         self.accepted = 0
-        self.api = self.worker = self.redis = None
-
-    @property
-    def url(self):
-        return self.api.url
+        self.worker = self.redis = None
 
     def __enter__(self):
         if self.reset:
@@ -191,6 +173,7 @@ class Target:
                 self.added_before = _entries_added(self.redis, self.partitions)
             serve = self.stack.proxied_api if self.proxy else self.stack.api
             self.api = started.enter_context(serve(self.label.replace("@", "-"), self.env))
+            self.url = self.api.url
             if self.worker_running:
                 self.worker = started.enter_context(self.stack.ingest_worker(self.env, self.label))
             self._exit = started.pop_all()
@@ -199,20 +182,19 @@ class Target:
     def __exit__(self, *_):
         self._exit.close()
 
-    def _backlog_sampler(self):
+    def _backlog(self):
         return BacklogSampler(self.stack.redis_url(self.store), self.partitions)
 
     def cpu_roles(self):
-        gunicorn = self.api.gunicorn if self.proxy else self.api
-        roles = {"api": cpu.api_pids(gunicorn),
+        roles = {"api": cpu.api_pids(self.api.gunicorn if self.proxy else self.api),
                  "mariadb": cpu.pid_of(self.stack.started_mariadb()),
                  "ingest": cpu.pid_of(self.worker)}
         if self.proxy:
             roles["nginx"] = cpu.api_pids(self.api.nginx)  # its master and workers
-        if self.store == CLUSTER and self.backend == "redis":
-            cluster = self.stack.redis_cluster()
+        if self.store == CLUSTER:
             # Roles as the nodes say now (a failover would swap them; the window's check
             # says whether the cluster stayed healthy).
+            cluster = self.stack.redis_cluster()
             roles["redis"] = cpu.pids_of(cluster.masters())
             roles["replicas"] = cpu.pids_of(cluster.replicas())
         else:
@@ -223,10 +205,9 @@ class Target:
         """Run the loads together (each a callable starting a LoadProcess), and `during()`
         meanwhile if given; their results, the cores each role used, and the backlog."""
         meter = cpu.CpuMeter(self.cpu_roles()).start()
-        sampler = self._backlog_sampler() if self.redis else contextlib.nullcontext()
         running = []
         try:
-            with sampler:
+            with self._backlog() if self.redis else contextlib.nullcontext() as sampler:
                 running = [start() for start in starters]
                 side = during() if during else None
                 results = [load.wrk_result(process) for process in running]
@@ -242,9 +223,8 @@ class Target:
         if during:
             window["during"] = side
         if self.redis:
-            backlog = [_undrained(sample) for sample in sampler.samples]
-            window["backlog"] = {"max_backlog": max(backlog, default=0),
-                                 "last_backlog": backlog[-1] if backlog else 0,
+            backlog = [_undrained(sample) for sample in sampler.samples] or [0]
+            window["backlog"] = {"max_backlog": max(backlog), "last_backlog": backlog[-1],
                                  "samples": sampler.samples}
         self.accepted += sum(r["counters"].get(kind, 0) for r in results
                              for kind in ("initial_ok", "followup_ok"))
@@ -256,7 +236,7 @@ class Target:
             return None
         started = time.monotonic()
         if self.worker_running:
-            sampler = self._backlog_sampler()
+            sampler = self._backlog()
             wait_for(lambda: _undrained(sampler.sample(0)) == 0,
                      f"{self.label}: the worker's catch-up", DRAIN_WAIT_S, pause_s=0.2)
         else:
@@ -275,11 +255,10 @@ class Target:
             if stored == appended:
                 break
             self.settle()
-        left = self._backlog_sampler().sample(0)
+        left = self._backlog().sample(0)
         verdict = {"appended": appended, "stored": stored, "answered_200": self.accepted,
                    "undrained": _undrained(left), "stream_length": left["length"]}
-        verdict["ok"] = (stored == verdict["appended"] >= self.accepted
-                         and verdict["undrained"] == 0)
+        verdict["ok"] = stored == appended >= self.accepted and verdict["undrained"] == 0
         if not verdict["ok"]:
             log.warning("%s: og.events check FAILED: %s", self.label, verdict)
         return verdict

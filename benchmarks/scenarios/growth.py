@@ -1,9 +1,10 @@
 """Growth: the cost per request on an empty and on a grown store."""
 import time
+from functools import partial
 
 from benchmarks import load, plots
 from benchmarks.report import get, listed, n, verdict, x
-from benchmarks.summary import median_of, ratios
+from benchmarks.summary import add_ratios, by_label, interleaved, medians
 from benchmarks.targets import Target, checks_line, preload_store, progress, reset_store
 
 # (backend, store): "main" is emptied before every round, "grown" preloaded once.
@@ -23,14 +24,13 @@ def run(stack, plan):
         detail = preload_store(stack, backend, plan.growth_events, "grown")
         preloads[backend] = {"events": plan.growth_events, "rebuild": detail,
                              "seconds": round(time.monotonic() - began, 1)}
-    windows = [_window(stack, plan, backend, store, number)
-               for number in range(1, plan.rounds + 1) for backend, store in CONFIGS]
-    result = {"preload": preloads, "windows": windows}
+    result = {"preload": preloads,
+              "windows": interleaved(plan.rounds, CONFIGS, partial(_window, stack, plan))}
     result["summary"] = summarize(result)
     return result
 
 
-def _window(stack, plan, backend, store, number):
+def _window(stack, plan, number, backend, store):
     with Target(stack, backend, store=store, reset=store == "main") as target:
         target.measure(lambda: load.start_wrk(target.url, "conversation", plan.warmup))
         flow = target.measure(lambda: load.start_wrk(target.url, "conversation", plan.duration))
@@ -46,14 +46,8 @@ def _window(stack, plan, backend, store, number):
 
 
 def summarize(result):
-    table = {}
-    for workload, _ in WORKLOADS:
-        rows = {}
-        for w in result["windows"]:
-            rows.setdefault(f"{w['backend']} {w['store']}", []).append(w[workload]["results"][0])
-        rows = table[workload] = {label: median_of(results) for label, results in rows.items()}
-        for label, name, base in RATIOS:
-            rows[label][name], rows[label][f"{name}_rounds"] = ratios(rows[label], rows[base])
+    groups = by_label(result["windows"], lambda w: f"{w['backend']} {w['store']}")
+    table = {key: add_ratios(medians(groups, key), (), RATIOS) for key, _ in WORKLOADS}
     return {"workloads": table, "checks": [w["check"] for w in result["windows"] if w["check"]]}
 
 

@@ -1,10 +1,12 @@
 """Throughput and latency per backend, rounds interleaved."""
 import logging
 from datetime import datetime, timezone
+from functools import partial
 
 from benchmarks import load, plots
 from benchmarks.report import get, listed, n, verdict, x
-from benchmarks.summary import OURS, add_ratios, med, median_of, ratio, us_per_2xx
+from benchmarks.summary import OURS, add_ratios, by_label, interleaved, med, medians, ratio, \
+    us_per_2xx
 from benchmarks.targets import Target, checks_line, progress
 
 log = logging.getLogger("benchmarks")
@@ -19,14 +21,13 @@ WORKLOADS = (("flow", "flow", 0, "conversation flow"), ("reads", "reads", 0, "da
 
 
 def run(stack, plan):
-    windows = [_round(stack, plan, backend, worker, number)
-               for number in range(1, plan.rounds + 1) for backend, worker in BACKENDS]
-    result = {"windows": windows, "client": [_client(stack, plan, *b) for b in BACKENDS]}
+    result = {"windows": interleaved(plan.rounds, BACKENDS, partial(_round, stack, plan)),
+              "client": [_client(stack, plan, *b) for b in BACKENDS]}
     result["summary"] = summarize(result)
     return result
 
 
-def _round(stack, plan, backend, worker, number):
+def _round(stack, plan, number, backend, worker):
     today = datetime.now(timezone.utc).strftime("%Y-%m-%d")
     with Target(stack, backend, worker) as target:
         target.measure(lambda: load.start_wrk(target.url, "conversation", plan.warmup))
@@ -65,14 +66,10 @@ def _client(stack, plan, backend, worker):
 
 
 def summarize(result):
-    by_label = {}  # {backend label: its windows}
-    for w in result["windows"]:
-        by_label.setdefault(w["backend"], []).append(w)
-    table = {name: add_ratios({label: median_of([w[key]["results"][index] for w in windows])
-                               for label, windows in by_label.items()})
-             for name, key, index, _ in WORKLOADS}
+    groups = by_label(result["windows"], lambda w: w["backend"])
+    table = {name: add_ratios(medians(groups, key, index)) for name, key, index, _ in WORKLOADS}
     cpu = {}
-    for label, windows in by_label.items():
+    for label, windows in groups.items():
         flows = [w["flow"] for w in windows]
         cpu[label] = {role: med([f["cpu_cores"][role] for f in flows], 2)
                       for role in flows[0]["cpu_cores"]}
@@ -82,9 +79,9 @@ def summarize(result):
         row["cost_vs_null"] = ratio(get(cpu, "null", "us_per_response"), row["us_per_response"])
     return {"workloads": table, "flow_cpu_cores": cpu,
             "flow_max_backlog": {label: max(get(w, "flow", "backlog", "max_backlog") or 0
-                                            for w in ws) for label, ws in by_label.items()},
+                                            for w in ws) for label, ws in groups.items()},
             "flow_max_settle_s": {label: max(w["flow"]["settle_s"] or 0 for w in ws)
-                                  for label, ws in by_label.items()},
+                                  for label, ws in groups.items()},
             "checks": [c for w in result["windows"] for c in w["checks"]]
             + [c["check"] for c in result["client"] if c["check"]]}
 
