@@ -21,7 +21,6 @@ MINUTES = DAYS * 24 * 60
 CHUNK_CONVERSATIONS = 400_000  # per INSERT ... SELECT (a statement, a transaction)
 EPOCH = datetime(1970, 1, 1)
 MINUTES_TABLE = "bench_minutes"
-SQLITE_BATCH = 50_000
 
 
 def window_end():
@@ -178,7 +177,6 @@ def copy_to_sqlite(mariadb, path):
     with mariadb.cursor(pymysql.cursors.SSCursor) as cursor:
         cursor.execute(f"SELECT uuid, {ts} FROM events WHERE kind = 'followup'")
         followed = dict(cursor)
-    rows = 0
     with closing(sqlite3.connect(path, isolation_level=None)) as sqlite:
         sqlite.execute("PRAGMA synchronous=OFF")  # this connection only: a bulk load
         sqlite.execute("PRAGMA cache_size=-1000000")
@@ -186,10 +184,8 @@ def copy_to_sqlite(mariadb, path):
         with mariadb.cursor(pymysql.cursors.SSCursor) as cursor:
             cursor.execute(f"SELECT uuid, symbol, guess, {ts} FROM events"
                            " WHERE kind = 'initial' ORDER BY stream, event_id")
-            while batch := cursor.fetchmany(SQLITE_BATCH):
-                sqlite.executemany(
-                    "INSERT INTO conversations (uuid, symbol, guess, ts, followup_ts)"
-                    " VALUES (?, ?, ?, ?, ?)", [(*row, followed.get(row[0])) for row in batch])
-                rows += len(batch)
+            rows = sqlite.executemany("INSERT INTO conversations (uuid, symbol, guess, ts,"
+                                      " followup_ts) VALUES (?, ?, ?, ?, ?)",
+                                      ((*row, followed.get(row[0])) for row in cursor)).rowcount
         sqlite.execute("COMMIT")
     return rows, round(time.monotonic() - began, 1)

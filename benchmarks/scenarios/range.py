@@ -1,6 +1,7 @@
 """/dashboard/range from the time buckets vs the old scan vs SQLite, on uneven 30-day stores,
 asked seeded distinct windows of every kind (method: benchmarks/README.md)."""
 import contextlib
+import itertools
 import json
 import logging
 import math
@@ -8,7 +9,7 @@ import os
 import random
 import threading
 import time
-from collections import Counter, defaultdict
+from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from http.client import HTTPConnection, HTTPException
@@ -18,6 +19,7 @@ from sqlalchemy.exc import OperationalError
 
 from benchmarks import cpu, plots, range_store
 from benchmarks.report import get, n, targets_table, verdict
+from benchmarks.targets import sql
 from core import event_store, range_buckets
 from server.sqlite_interface import SQLiteInterface
 from server.validation import parse_range
@@ -47,10 +49,6 @@ class Window:
     upper: str
     low: datetime  # ... and as the API parses them: what the in-process queries are given
     high: datetime
-
-    @property
-    def path(self):
-        return f"/dashboard/range/{quote(self.lower, safe=':')}/{quote(self.upper, safe=':')}"
 
     def as_dict(self):
         return {"kind": self.kind, "lower": self.lower, "upper": self.upper}
@@ -139,115 +137,79 @@ def latency(ms, **extra):
             "max_ms": percentile(ms, 1), **extra}
 
 
-def by_kind(windows, ms):
-    kinds = defaultdict(list)
-    for window, value in zip(windows, ms):
-        kinds[window.kind].append(value)
-    return {kind: {"queries": len(v), "p50_ms": percentile(v, 0.5), "max_ms": percentile(v, 1)}
-            for kind, v in sorted(kinds.items())}
-
-
-def _timed(windows, budget_s, ask):
-    """(window, ms, answer) of ask(window) for each window, until budget_s is spent."""
-    stop = time.monotonic() + budget_s
+def _timed(windows, budget_s, ask, after=lambda: None):
+    """[(window, ms, answer)] of ask(window), then after() untimed, for each window until
+    budget_s is spent."""
+    stop, out = time.monotonic() + budget_s, []
     for window in windows:
         if time.monotonic() > stop:
             break
         began = time.perf_counter()
         answer = ask(window)
-        yield window, (time.perf_counter() - began) * 1000, answer
+        out.append((window, (time.perf_counter() - began) * 1000, answer))
+        after()
+    return out
 
 
-def _get(connection, path):
-    """(status or error name, ms, JSON answer) of one GET on an open keep-alive connection."""
-    began = time.perf_counter()
-    try:
-        connection.request("GET", path)
-        response = connection.getresponse()
-        body = response.read()
-    except (OSError, HTTPException) as error:
-        connection.close()
-        return type(error).__name__, (time.perf_counter() - began) * 1000, None
-    return (response.status, (time.perf_counter() - began) * 1000,
-            json.loads(body) if response.status == 200 else None)
+def _clients(port, groups, cap_s):
+    """Each group of windows asked in order by its own thread on one keep-alive connection,
+    opened before all threads are released at once; none starts a window after cap_s. Returns
+    the release's moment and the replies: (status or error name, ms, JSON answer, done at)."""
+    barrier, results = threading.Barrier(len(groups) + 1), [[] for _ in groups]
 
+    def client(i):
+        connection = HTTPConnection("127.0.0.1", port, timeout=REQUEST_TIMEOUT_S)
 
-def _ask(port, windows, cap_s):
-    """The windows one after another on one connection (a new one after an error), until
-    done or cap_s."""
-    stop, replies, connection = time.monotonic() + cap_s, [], None
-    try:
-        for window in windows:
-            if time.monotonic() > stop:
-                break
-            if connection is None:
-                connection = HTTPConnection("127.0.0.1", port, timeout=REQUEST_TIMEOUT_S)
+        def ask(window):
+            try:
+                connection.request("GET", f"/dashboard/range/{quote(window.lower, safe=':')}/"
+                                          f"{quote(window.upper, safe=':')}")
+                response = connection.getresponse()
+                return response.status, response.read(), time.monotonic()
+            except (OSError, HTTPException) as error:
+                connection.close()  # the next request opens a new connection
+                return type(error).__name__, None, time.monotonic()
+
+        try:
+            with contextlib.suppress(OSError):  # then the first request connects, or says why
                 connection.connect()
-            replies.append(_get(connection, window.path))
-            if isinstance(replies[-1][0], str):  # an error: _get closed the connection
-                connection = None
-    finally:
-        if connection is not None:
-            connection.close()
-    return replies
+        finally:
+            barrier.wait(timeout=60)
+        results[i] = [(status, ms, json.loads(body) if status == 200 else None, done)
+                      for _, ms, (status, body, done) in _timed(groups[i], cap_s, ask)]
+        connection.close()
 
-
-def _together(count, client, join_s):
-    """client(i, barrier) on `count` threads, released at once by the barrier and joined for
-    at most join_s after. Returns the moment of the release."""
-    barrier = threading.Barrier(count + 1)
-    threads = [threading.Thread(target=client, args=(i, barrier), daemon=True)
-               for i in range(count)]
+    threads = [threading.Thread(target=client, args=(i,), daemon=True) for i in range(len(groups))]
     for thread in threads:
         thread.start()
     barrier.wait(timeout=60)
     began = time.monotonic()
     for thread in threads:
-        thread.join(max(0.1, began + join_s - time.monotonic()))
-    return began
+        thread.join(max(0.1, began + cap_s + REQUEST_TIMEOUT_S + 5 - time.monotonic()))
+    return began, [reply for replies in results for reply in replies]
 
 
-def _api_summary(replies, wanted, began, **extra):
-    seconds = time.monotonic() - began
-    statuses = Counter(str(status) for status, _, _ in replies)
-    return latency([ms for _, ms, _ in replies],
-                   errors=sum(n for status, n in statuses.items() if status != "200"),
-                   statuses=dict(statuses), wanted=wanted, complete=len(replies) == wanted,
-                   seconds=round(seconds, 2),
-                   queries_per_s=round(len(replies) / seconds, 1) if seconds else None, **extra)
-
-
-def concurrent(port, groups, cap_s):
-    """Each group on its own client thread, all started together; bounded by cap_s."""
-    results = [[] for _ in groups]
-
-    def client(i, barrier):
-        barrier.wait(timeout=60)
-        results[i] = _ask(port, groups[i], cap_s)
-
-    began = _together(len(groups), client, cap_s + REQUEST_TIMEOUT_S + 5)
-    return _api_summary([reply for result in results for reply in result], sum(map(len, groups)),
-                        began, clients=len(groups), per_client=len(groups[0]))
+def through_api(port, groups, cap_s, roles):
+    """(replies, summary) of _clients, with the cores used meanwhile by the API, MariaDB, this
+    process (the clients) and other tenants."""
+    meter = cpu.CpuMeter(roles).start()
+    began, replies = _clients(port, groups, cap_s)
+    seconds, cores = time.monotonic() - began, meter.stop()
+    cores["others"] = round(max(0.0, cores["machine"] - cores["api"] - cores["mariadb"]
+                                - cores["clients"]), 3)
+    statuses, wanted = Counter(str(reply[0]) for reply in replies), sum(map(len, groups))
+    return replies, latency([reply[1] for reply in replies],
+                            errors=sum(k for status, k in statuses.items() if status != "200"),
+                            statuses=dict(statuses), wanted=wanted,
+                            complete=len(replies) == wanted, seconds=round(seconds, 2),
+                            queries_per_s=round(len(replies) / seconds, 1) if seconds else None,
+                            cpu_cores=cores)
 
 
 def overload(server, port, windows):
     """len(windows) clients, connected first, each sends one distinct window at once, while
     og's running queries in MariaDB are counted every SAMPLE_S."""
-    replies, samples, stop = [None] * len(windows), [], threading.Event()
-
-    def client(i, barrier):
-        connection = HTTPConnection("127.0.0.1", port, timeout=REQUEST_TIMEOUT_S)
-        try:
-            try:
-                connection.connect()
-            finally:
-                barrier.wait(timeout=60)
-            status, ms, _ = _get(connection, windows[i].path)
-            replies[i] = (status, ms, time.monotonic())
-        except (OSError, HTTPException, threading.BrokenBarrierError) as error:
-            replies[i] = (type(error).__name__, None, time.monotonic())
-        finally:
-            connection.close()
+    samples, stop = [], threading.Event()
 
     def sample(cursor):
         began = time.monotonic()
@@ -262,8 +224,8 @@ def overload(server, port, windows):
         sampler.start()
         try:
             time.sleep(OVERLOAD_BEFORE_S)
-            began = _together(len(windows), client, OVERLOAD_CAP_S)
-            ended = max((r[2] for r in replies if r), default=time.monotonic())
+            began, replies = _clients(port, [[window] for window in windows], OVERLOAD_CAP_S)
+            ended = max((reply[3] for reply in replies), default=time.monotonic())
             # Sample on for a few seconds after the last answer, and until nothing runs.
             while time.monotonic() < ended + OVERLOAD_AFTER_S or (
                     samples and samples[-1][1] and time.monotonic() < began + OVERLOAD_CAP_S + 30):
@@ -271,10 +233,12 @@ def overload(server, port, windows):
         finally:
             stop.set()
             sampler.join(10)
-    statuses = Counter(str(r[0]) if r else "no answer" for r in replies)
+    statuses = Counter(str(reply[0]) for reply in replies)
+    if len(replies) < len(windows):
+        statuses["no answer"] = len(windows) - len(replies)
     ok, unavailable = statuses.get("200", 0), statuses.get("503", 0)
     busy = [t for t, running in samples if t >= began and running]
-    figures = latency([r[1] for r in replies if r and r[1] is not None])
+    figures = latency([reply[1] for reply in replies])
     del figures["queries"]
     return {"clients": len(windows), "statuses": dict(statuses), "ok": ok,
             "unavailable_503": unavailable, "other": len(windows) - ok - unavailable,
@@ -284,45 +248,36 @@ def overload(server, port, windows):
             "last_running_after_start_s": round(busy[-1] - began, 3) if busy else None,
             "running_after_burst_s": round(max(0.0, busy[-1] - ended), 3) if busy else 0.0,
             "samples": [(round(t - began, 3), k) for t, k in samples],
-            "answers": sorted((round(r[2] - began, 3), str(r[0])) for r in replies if r)}
+            "answers": sorted((round(reply[3] - began, 3), str(reply[0])) for reply in replies)}
 
 
 def in_process(engine, windows, scan_count, scan_budget_s):
     """Buckets on every window, the old scan on the first ones within its bounds."""
-    bucket_ms, answers = [], []
+    def scan(window):
+        try:
+            return event_store.scan_summary(connection, window.low, window.high)
+        except OperationalError as error:
+            return error
+
     with engine.connect() as connection:
-        for _, ms, answer in _timed(windows, math.inf,
-                                    lambda w: range_buckets.summarize(connection, w.low, w.high)):
-            bucket_ms.append(ms)
-            answers.append(answer)
-            connection.rollback()
-    scan_ms, scanned, timeouts, mismatches = [], [], 0, []
-    with engine.connect() as connection:
+        buckets = _timed(windows, math.inf, lambda w: range_buckets.summarize(
+            connection, w.low, w.high), connection.rollback)
         connection.exec_driver_sql(f"SET SESSION max_statement_time = {SCAN_STATEMENT_S}")
-
-        def scan(window):
-            try:
-                return event_store.scan_summary(connection, window.low, window.high)
-            except OperationalError as error:
-                return error
-
-        for (window, ms, answer), expected in zip(
-                _timed(windows[:scan_count], scan_budget_s, scan), answers):
-            connection.rollback()
-            if isinstance(answer, OperationalError):
-                timeouts += 1
-                log.warning("range: scan of %s stopped: %s", window.as_dict(), answer.orig)
-                continue
-            scan_ms.append(ms)
-            scanned.append(window)
-            if answer != expected:
-                mismatches.append({"window": window.as_dict(), "buckets": expected, "scan": answer})
-                log.error("range: MISMATCH on %s", mismatches[-1])
+        scans = _timed(windows[:scan_count], scan_budget_s, scan, connection.rollback)
+    answers = [answer for _, _, answer in buckets]
+    scanned, mismatches = [], []
+    for (window, ms, answer), expected in zip(scans, answers):
+        if isinstance(answer, OperationalError):
+            log.warning("range: scan of %s stopped: %s", window.as_dict(), answer.orig)
+            continue
+        scanned.append(ms)
+        if answer != expected:
+            mismatches.append({"window": window.as_dict(), "buckets": expected, "scan": answer})
+            log.error("range: MISMATCH on %s", mismatches[-1])
     wanted = min(scan_count, len(windows))
-    return {"buckets": latency(bucket_ms, by_kind=by_kind(windows, bucket_ms)),
-            "scan": latency(scan_ms, timeouts=timeouts, wanted=wanted, budget_s=scan_budget_s,
-                            complete=len(scanned) + timeouts == wanted,
-                            by_kind=by_kind(scanned, scan_ms)),
+    return {"buckets": latency([ms for _, ms, _ in buckets]),
+            "scan": latency(scanned, timeouts=len(scans) - len(scanned), wanted=wanted,
+                            budget_s=scan_budget_s, complete=len(scans) == wanted),
             "compared": len(scanned), "mismatches": len(mismatches),
             "mismatch_details": mismatches[:10]}, answers
 
@@ -336,30 +291,15 @@ def sqlite_run(stack, server, events, windows, expected, plan):
     with contextlib.closing(server.connect(database=DATABASE)) as connection:
         rows, copy_s = range_store.copy_to_sqlite(connection, str(path))
     sqlite = SQLiteInterface(str(path), policy=None)
-    asked, ms, differs = [], [], 0
-    for (window, took, answer), want in zip(
-            _timed(windows[:plan.range_sqlite_queries], plan.range_sqlite_budget_s,
-                   lambda w: sqlite.dashboard_range(w.low, w.high)), expected):
-        asked.append(window)
-        ms.append(took)
-        differs += answer != want
+    asked = _timed(windows[:plan.range_sqlite_queries], plan.range_sqlite_budget_s,
+                   lambda w: sqlite.dashboard_range(w.low, w.high))
     for leftover in path.parent.glob(path.name + "*"):
         leftover.unlink()
     wanted = min(plan.range_sqlite_queries, len(windows))
     return {"conversations": rows, "copy_s": copy_s, "budget_s": plan.range_sqlite_budget_s,
-            **latency(ms, wanted=wanted, complete=len(ms) == wanted, by_kind=by_kind(asked, ms)),
-            "differs_from_buckets": differs}
-
-
-def _sql(server, *statements, database=None):
-    """The rows of each statement, run on a new connection."""
-    rows = []
-    with contextlib.closing(server.connect(database=database)) as connection:
-        with connection.cursor() as cursor:
-            for statement in statements:
-                cursor.execute(statement)
-                rows.append(cursor.fetchall())
-    return rows
+            **latency([ms for _, ms, _ in asked], wanted=wanted, complete=len(asked) == wanted),
+            "differs_from_buckets": sum(answer != want
+                                        for (_, _, answer), want in zip(asked, expected))}
 
 
 def preload(server, engine, add, end, first_g, seed):
@@ -371,11 +311,11 @@ def preload(server, engine, add, end, first_g, seed):
     rebuild_s = round(time.monotonic() - began, 1)
     # ANALYZE: fresh statistics, as InnoDB's background recalculation would have them after a
     # bulk load; the table sizes come from them.
-    _, buckets, ((stored,),), sizes = _sql(
-        server, "ANALYZE TABLE events, range_buckets",
+    _, buckets, ((stored,),), sizes = (sql(server, DATABASE, statement)[1] for statement in (
+        "ANALYZE TABLE events, range_buckets",
         "SELECT span_s, COUNT(*) FROM range_buckets GROUP BY span_s", "SELECT COUNT(*) FROM events",
         "SELECT table_name, data_length + index_length FROM information_schema.TABLES"
-        f" WHERE table_schema = '{DATABASE}'", database=DATABASE)
+        f" WHERE table_schema = '{DATABASE}'"))
     return {"added": add, "generate_s": generated["seconds"], "rebuild_s": rebuild_s,
             "total_s": round(generated["seconds"] + rebuild_s, 1), "days": days, "stored": stored,
             "buckets": {str(span): k for span, k in buckets},
@@ -385,20 +325,21 @@ def preload(server, engine, add, end, first_g, seed):
 
 def run(stack, plan):
     server = stack.mariadb()
-    _sql(server, f"DROP DATABASE IF EXISTS {DATABASE}", f"CREATE DATABASE {DATABASE}",
-         *(f"GRANT ALL ON {DATABASE}.* TO 'og'@'{host}'" for host in ("127.0.0.1", "localhost")))
+    for statement in (f"DROP DATABASE IF EXISTS {DATABASE}", f"CREATE DATABASE {DATABASE}",
+                      *(f"GRANT ALL ON {DATABASE}.* TO 'og'@'{host}'"
+                        for host in ("127.0.0.1", "localhost"))):
+        sql(server, None, statement)
     url = f"mysql+pymysql://og:og@127.0.0.1:{server.port}/{DATABASE}"
     engine = event_store.build_engine(url)
     end = range_store.window_end()
     first = end - timedelta(days=range_store.DAYS)
     clients, per_client = plan.range_clients, plan.range_per_client
-    warmup = clients * WARMUP_PER_CLIENT
-    windows = make_windows(first, end, warmup + plan.range_sequential + clients * per_client
-                           + plan.range_overload_clients)
     # In this order: the warm-up, one at a time, the concurrent clients, the overload burst.
-    warm, rest = windows[:warmup], windows[warmup:]
-    seq, rest = rest[:plan.range_sequential], rest[plan.range_sequential:]
-    groups = [rest[i * per_client:(i + 1) * per_client] for i in range(clients)]
+    cuts = list(itertools.accumulate((clients * WARMUP_PER_CLIENT, plan.range_sequential,
+                                      *[per_client] * clients, plan.range_overload_clients),
+                                     initial=0))
+    windows = make_windows(first, end, cuts[-1])
+    warm, seq, *groups, burst = (windows[a:b] for a, b in zip(cuts, cuts[1:]))
     result = {"database": DATABASE, "from": str(first), "to": str(end), "targets": TARGETS,
               "windows": {"distinct": len(windows), "kinds": dict(Counter(w.kind for w in windows)),
                           "kind_weights": KINDS, "seed": WINDOW_SEED,
@@ -415,21 +356,16 @@ def run(stack, plan):
             with stack.api(f"range-{events}", stack.env("redis", DATABASE_URL=url)) as api:
                 roles = {"api": cpu.api_pids(api), "mariadb": cpu.pid_of(server),
                          "clients": lambda: [os.getpid()]}
-                size["warmup"] = concurrent(api.port, [warm[i::clients] for i in range(clients)],
-                                            plan.range_cap_s)
-                meter, began = cpu.CpuMeter(roles).start(), time.monotonic()
-                seq_replies = _ask(api.port, seq, plan.range_cap_s)
-                size["sequential"] = _api_summary(seq_replies, len(seq), began)
-                size["sequential"]["cpu_cores"] = _cores(meter)
-                meter = cpu.CpuMeter(roles).start()
-                size["concurrent"] = concurrent(api.port, groups, plan.range_cap_s)
-                size["concurrent"]["cpu_cores"] = _cores(meter)
+                through_api(api.port, [warm[i::clients] for i in range(clients)],
+                            plan.range_cap_s, roles)
+                replies, size["sequential"] = through_api(api.port, [seq], plan.range_cap_s, roles)
+                size["concurrent"] = {**through_api(api.port, groups, plan.range_cap_s, roles)[1],
+                                      "clients": clients, "per_client": per_client}
                 if number == len(plan.range_events) - 1:
-                    size["overload"] = overload(server, api.port,
-                                                rest[clients * per_client:])
+                    size["overload"] = overload(server, api.port, burst)
             size["in_process"], answers = in_process(engine, seq, plan.range_scan_queries,
                                                      plan.range_scan_budget_s)
-            api_diff = [w.as_dict() for w, (status, _, body), want in zip(seq, seq_replies, answers)
+            api_diff = [w.as_dict() for w, (status, _, body, _), want in zip(seq, replies, answers)
                         if status == 200 and body != want]
             size["sequential"]["differs_from_in_process"] = len(api_diff)
             size["sequential"]["differing_windows"] = api_diff[:10]
@@ -444,16 +380,8 @@ def run(stack, plan):
     finally:
         engine.dispose()
         with contextlib.suppress(Exception):
-            _sql(server, f"DROP DATABASE IF EXISTS {DATABASE}")
+            sql(server, None, f"DROP DATABASE IF EXISTS {DATABASE}")
     return result
-
-
-def _cores(meter):
-    """Cores used by the API, MariaDB, this process (the clients), and other tenants."""
-    cores = meter.stop()
-    cores["others"] = round(max(0.0, cores["machine"] - cores["api"] - cores["mariadb"]
-                                - cores["clients"]), 3)
-    return cores
 
 
 def targets(result):
@@ -481,16 +409,19 @@ def targets(result):
              f"{mismatches} in {compared} windows compared", mismatches == 0 and compared > 0)]
 
 
-def _rows(at, s):
-    """The rows of the main table for one store size."""
-    def row(what, part, errors="–", note=""):
+def render(r, table):
+    title, sizes = "## /dashboard/range: buckets vs the old scan vs SQLite", r["sizes"]
+    if not sizes:
+        return [title, "", "No store was measured."]
+
+    def row(at, what, part, errors="–", note=""):
         return (at, what, part["queries"], n(part["p50_ms"], 1), n(part["p99_ms"], 1),
                 n(part["max_ms"], 1), errors, note)
 
-    def api(what, part):
+    def api(at, what, part):
         c = part["cpu_cores"]
-        return row(what, part, part["errors"], f"{part['queries_per_s']} queries/s; cores: API "
-                   f"{c['api']:.2f}, MariaDB {c['mariadb']:.2f}, clients {c['clients']:.2f}, "
+        return row(at, what, part, part["errors"], f"{part['queries_per_s']} queries/s; cores: "
+                   f"API {c['api']:.2f}, MariaDB {c['mariadb']:.2f}, clients {c['clients']:.2f}, "
                    f"other tenants {c['others']:.2f}")
 
     def bounded(part):
@@ -498,39 +429,28 @@ def _rows(at, s):
             f"first {part['queries'] + part.get('timeouts', 0)} of {part['wanted']} windows "
             f"({part['budget_s']} s budget)")
 
-    warm, conc, inp, q = s["warmup"], s["concurrent"], s["in_process"], s["sqlite"]
-    return [row(f"(cold API: warm-up, {warm['clients']} clients × {warm['per_client']})", warm,
-                warm["errors"], "not counted"),
-            api("buckets, API, one at a time", s["sequential"]),
-            api(f"buckets, API, {conc['clients']} clients × {conc['per_client']}", conc),
-            row("buckets, in-process (range_buckets.summarize)", inp["buckets"]),
-            row("old scan, in-process (event_store.scan_summary)", inp["scan"],
-                f"{inp['scan']['timeouts']} stopped", bounded(inp["scan"])),
-            (at, "SQLite, in-process", "–", "–", "–", "–", "–", q["skipped"]) if "skipped" in q
-            else row("SQLite, in-process (SQLiteInterface.dashboard_range)", q, "–",
-                     bounded(q) + f"; copied in {q['copy_s']} s")]
-
-
-def render(r, table):
-    title, sizes = "## /dashboard/range: buckets vs the old scan vs SQLite", r["sizes"]
-    if not sizes:
-        return [title, "", "No store was measured."]
     preloads, rows, checks = [], [], []
     for s in sizes:
-        p, at, seq, inp, q = (s["preload"], f"{s['events']:,}", s["sequential"],
-                              s["in_process"], s["sqlite"])
+        p, at, seq, conc, inp, q = (s["preload"], f"{s['events']:,}", s["sequential"],
+                                    s["concurrent"], s["in_process"], s["sqlite"])
         preloads.append((at, f"+{p['added']:,}", p["generate_s"], p["rebuild_s"], p["total_s"],
                          " / ".join(n(p["buckets"].get(span)) for span in SPANS),
                          n(p["table_mib"].get("events"), 1),
                          n(p["table_mib"].get("range_buckets"), 1)))
-        rows += _rows(at, s)
+        rows += [api(at, "buckets, API, one at a time", seq),
+                 api(at, f"buckets, API, {conc['clients']} clients × {conc['per_client']}", conc),
+                 row(at, "buckets, in-process (range_buckets.summarize)", inp["buckets"]),
+                 row(at, "old scan, in-process (event_store.scan_summary)", inp["scan"],
+                     f"{inp['scan']['timeouts']} stopped", bounded(inp["scan"])),
+                 (at, "SQLite, in-process", "–", "–", "–", "–", "–", q["skipped"])
+                 if "skipped" in q else
+                 row(at, "SQLite, in-process (SQLiteInterface.dashboard_range)", q, "–",
+                     bounded(q) + f"; copied in {q['copy_s']} s")]
         checks.append(f"- {at} events: buckets vs old scan **{inp['mismatches']} mismatches** in "
                       f"{inp['compared']} windows; API vs in-process buckets "
                       f"{seq['differs_from_in_process']} differences in {seq['queries']} answers"
                       + ("" if "skipped" in q else f"; SQLite vs buckets "
                          f"{q['differs_from_buckets']} differences in {q['queries']}"))
-    last, o = sizes[-1]["in_process"], sizes[-1].get("overload")
-    scan = last["scan"]["by_kind"]
     lines = [title, "",
              f"Stores of {', '.join(format(s['events'], ',') for s in sizes)} events over 30 days "
              f"({r['from']} to {r['to']} UTC), made inside MariaDB (benchmarks/range_store.py).",
@@ -541,15 +461,8 @@ def render(r, table):
              + ", ".join(f"{k} {v}" for k, v in sorted(r["windows"]["kinds"].items())) + ".", "",
              *table(("store", "what", "queries", "p50 ms", "p99 ms", "max ms", "errors", "note"),
                     rows), "", "### Targets", "", *targets_table(targets(r)), "",
-             "### Correctness", "", *checks, "",
-             "### Latency by kind of window, biggest store (in-process)", "",
-             *table(("kind", "windows", "buckets p50 ms", "buckets max ms", "windows scanned",
-                     "old scan p50 ms", "old scan max ms"),
-                    [(k, b["queries"], n(b["p50_ms"], 2), n(b["max_ms"], 2),
-                      get(scan, k, "queries") or 0, n(get(scan, k, "p50_ms"), 1),
-                      n(get(scan, k, "max_ms"), 1))
-                     for k, b in last["buckets"]["by_kind"].items()])]
-    if o:
+             "### Correctness", "", *checks]
+    if o := sizes[-1].get("overload"):
         lines += ["", f"### Overload: {o['clients']} clients, one distinct window each, at once "
                   f"({sizes[-1]['events']:,} events)", "",
                   f"Answers: {o['statuses']} (200: {o['ok']}, 503: {o['unavailable_503']}, "
