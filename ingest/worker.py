@@ -132,6 +132,8 @@ class Worker:
         self._redis_failed_at = None  # monotonic time of the last Redis error
         self._suspect_from = None  # entry id from which stored events are judged deeply
         self._slot_changes = 0  # the stores' slot-map changes seen so far
+        self._slot_changed_at = None  # monotonic time of the last one seen
+        self._changed_from = None  # entry id from which that change's events are judged
         self.written = 0
         self.replayed = 0
         self.duplicates = 0
@@ -214,12 +216,16 @@ class Worker:
     def _pass(self, burst):
         """Read one batch and hand it to the committer; True when there was none."""
         changes = sum(store.slot_map_changes() for store in {self.store, self.commit_store})
-        if changes != self._slot_changes:  # a failover (or a reshard) since the last pass
-            self._slot_changes = changes
-            # Deep catch-ups on the usual cadence, not at once: a reshard changes the map
-            # on every pass for as long as it runs.
-            self._redis_failed(at_once=False)
         now = time.monotonic()
+        if changes != self._slot_changes:  # a failover (or a reshard) since the last pass
+            # Unlike an outage's, this lookback moves with each change: what a silently
+            # demoted master took is judged for DEEP_AFTER_ERROR_S after the change, and a
+            # chaos of changes does not make every catch-up judge all events since the
+            # first one. Catch-ups keep their cadence (a reshard changes the map on every
+            # pass while it runs).
+            self._slot_changes = changes
+            self._slot_changed_at = now
+            self._changed_from = f"{int(time.time() * 1000) - LOOKBACK_MS}-0"
         entries = []
         if now - self._claimed_at >= self.claim_idle_ms / 1000:
             entries = self._claim()
@@ -235,8 +241,9 @@ class Worker:
         if entries and not self._hand_over(self._prepare(entries)):
             return False  # stopping: what was read stays pending, reclaimed later
         if now - self._caught_up_at >= CATCH_UP_EVERY_S:
-            failed_at = self._redis_failed_at
-            self._catch_up(deep=failed_at is not None and now - failed_at < DEEP_AFTER_ERROR_S)
+            self._catch_up([since for since, at in ((self._suspect_from, self._redis_failed_at),
+                                                    (self._changed_from, self._slot_changed_at))
+                            if at is not None and now - at < DEEP_AFTER_ERROR_S])
             self._caught_up_at = now
             if not burst:  # a burst's batches trim their partitions; it ends when dry
                 # A master that failed after its acks reached its replica but before its
@@ -300,17 +307,18 @@ class Worker:
             log.info("ingest %s: reclaimed %d pending entries", self.name, len(entries))
         return entries
 
-    def _catch_up(self, deep=False):
+    def _catch_up(self, deep_from=()):
         """Give Redis back the events og.events holds that Redis lost (it went back in
-        time): lost.lua judges the stored events past each partition's stored mark and,
-        when `deep` (for a while after a Redis error), every event stored since a little
-        before the error: acks on the node that took over may have moved the mark on."""
+        time): lost.lua judges the stored events past each partition's stored mark and
+        those since the oldest of `deep_from` (for a while after a Redis error or a slot
+        change, entry ids from a little before it): acks on the node that took over may
+        have moved the mark on."""
         now_us = int(time.time() * 1_000_000)
         for partition in range(self.partitions):
             mark = self.store.stored_mark(partition)
             if mark is None:  # nothing acknowledged yet, or Redis lost it all (rebuild)
                 continue
-            since = min(mark, self._suspect_from if deep else mark, key=event_store.entry_order)
+            since = min([mark, *deep_from], key=event_store.entry_order)
             self._give_back(partition, since, now_us)
 
     def _give_back(self, partition, since, now_us):
@@ -339,15 +347,14 @@ class Worker:
             log.warning("ingest %s: Redis had lost %d stored events of partition %d; "
                         "given back", self.name, given, partition)
 
-    def _redis_failed(self, at_once=True):
-        """What came back (or took over) may have lost its last writes: catch up deeply,
-        from a little before the first error of this outage (at once, or when due)."""
+    def _redis_failed(self):
+        """What came back may have lost its last writes: catch up at once, deeply, from
+        a little before the first error of this outage."""
         now = time.monotonic()
         if self._redis_failed_at is None or now - self._redis_failed_at >= DEEP_AFTER_ERROR_S:
             self._suspect_from = f"{int(time.time() * 1000) - LOOKBACK_MS}-0"
         self._redis_failed_at = now
-        if at_once:
-            self._caught_up_at = 0.0
+        self._caught_up_at = 0.0
 
     def _forget_gone_consumers(self):
         """Remove the consumers of gone workers: nothing pending, idle past the bound
