@@ -603,13 +603,26 @@ class RedisCluster:
                 return self
             now = time.monotonic()
             if now > deadline:
-                raise RuntimeError(f"{self} not healthy within {timeout} s: {problems}")
+                raise RuntimeError(f"{self} not healthy within {timeout} s: {problems}; "
+                                   f"CLUSTER NODES as each running node sees it:\n"
+                                   + self._views_text())
             # Give the cluster time to settle by itself (a restarted master turns replica
             # within a few node timeouts) before moving replicas around.
             if now - began > 3 * self.node_timeout_ms / 1000 and now - last_repair > 3.0:
                 if self._reattach_replicas():
                     last_repair = now
             time.sleep(POLL_S * 2)
+
+    def _views_text(self):
+        """Each running node's CLUSTER NODES, for a failure message."""
+        views = []
+        for node in self.nodes:
+            if node.running:
+                try:
+                    views.append(f"{node}:\n{node.execute('CLUSTER', 'NODES')}")
+                except redislib.RedisError as error:
+                    views.append(f"{node}: {error}")
+        return "\n".join(views)
 
     def restore(self, timeout=CLUSTER_RESTORE_TIMEOUT_S):
         """`ensure_healthy`, and if that fails in `timeout`, `rebuild`. Returns self."""
