@@ -22,11 +22,12 @@ Read top to bottom, the failure paths are:
   lost (a followup's "+" on its conversation, the stats). After any Redis error, at
   start and every CATCH_UP_EVERY_S, the stored events past the stored mark that the
   stream lacks are given back to Redis (replay.lua): a retried followup is then a 409
-  again, and the dashboards equal og.events. A master can also be demoted with no
-  error on the worker's connections (stopped past the node timeout, then resumed: it
-  answers as master until it hears of its successor); a slot seen to change master is
-  therefore treated as an error here. One the API accepted again before that is
-  counted once in Redis and logged as a duplicate (og.events holds it twice).
+  again, and the dashboards equal og.events. One the API accepted again before that is
+  counted once in Redis and logged as a duplicate (og.events holds it twice). A master
+  can also be demoted with no error on the worker's connections (stopped past the node
+  timeout, then resumed: it answers as master until it hears of its successor), so for
+  a while after a slot is seen to change master, catch-ups also judge the events stored
+  since a little before the change.
 - a poison entry: a malformed one goes to the dead-letter stream at once; one the
   database rejects stays pending, is retried on reclaim, and is dead-lettered once it
   has been delivered max_deliveries times. Neither blocks the rest of its batch.

@@ -224,6 +224,14 @@ class Load:
 # --- og.events -----------------------------------------------------------------------
 
 
+def wait_for(predicate, what, timeout=30.0, interval=0.05):
+    """Poll `predicate` until it is true; fail saying `what` after `timeout` s."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, f"gave up waiting {timeout} s for {what}"
+        time.sleep(interval)
+
+
 def stored_events(engine):
     """og.events as a list of (uuid, kind), one item per row."""
     with engine.connect() as connection:

@@ -9,9 +9,11 @@ from redis.crc import key_slot
 from sqlalchemy import inspect
 
 from core import keys
+from core.event_store import entry_order
 from tests.cluster_driver import PARTITIONS, assert_symbol_dashboards_match_events, wait_all_drained
 from tests.range_oracle import assert_buckets_exact
-from tests.workers import Http, Load, assert_nothing_lost, assert_stored_exactly, new_uuid
+from tests.workers import (Http, Load, assert_nothing_lost, assert_stored_exactly, new_uuid,
+                           wait_for)
 
 CLUSTER_SETTINGS = {"OG_STREAM_PARTITIONS": PARTITIONS, "OG_INGEST_CLAIM_IDLE_MS": 1000,
                     "OG_INGEST_BATCH_SIZE": 200}
@@ -96,13 +98,6 @@ def test_two_workers_one_killed_lose_and_duplicate_nothing(gunicorn_server, inge
     assert_stored_exactly(database, load.accepted)
 
 
-def _wait(what, check, timeout=30.0):
-    deadline = time.monotonic() + timeout
-    while not check():
-        assert time.monotonic() < deadline, f"not within {timeout} s: {what}"
-        time.sleep(0.1)
-
-
 def _post_initials(http, partition, symbol, count):
     """`count` initials of `symbol` that the API answered 200, all in `partition`."""
     accepted = []
@@ -125,13 +120,9 @@ def _event_ids(database, uuids):
             tuple(uuids))]
 
 
-def _order(entry_id):
-    return tuple(map(int, entry_id.split("-")))
-
-
 def _mark(node, partition):
     """The stored mark (ack.lua) as `node` has it."""
-    return _order(node.execute("GET", keys.stored(partition)) or "0-0")
+    return entry_order(node.execute("GET", keys.stored(partition)) or "0-0")
 
 
 @pytest.mark.timeout(CHECK_BOUND_S)
@@ -148,27 +139,27 @@ def test_events_a_master_took_before_its_replica_took_over_silently_are_given_ba
     master = cluster.master_of_slot(key_slot(keys.stream(partition).encode()))
     replica = cluster.replicas_of(master)[0]
     http = Http(server.url)
-    _wait("the worker made og.events", lambda: inspect(database).has_table("events"))
+    wait_for(lambda: inspect(database).has_table("events"), "the worker made og.events")
     try:
         # The replica is cut off: it can no longer authenticate to its master.
         replica.execute("CONFIG", "SET", "masterauth", "not-the-password")
         master.execute("CLIENT", "KILL", "TYPE", "replica")
-        _wait("the replica's link is down",
-              lambda: replica.replication_info()["master_link_status"] == "down")
+        wait_for(lambda: replica.replication_info()["master_link_status"] == "down",
+                 "the replica's link is down")
         lost = _post_initials(http, partition, "x", 10)
-        _wait("the lost initials stored", lambda: len(_event_ids(database, lost)) == 10)
-        newest_lost = max(_event_ids(database, lost), key=_order)
-        _wait("the lost initials acknowledged on the master",
-              lambda: _mark(master, partition) >= _order(newest_lost))
+        wait_for(lambda: len(_event_ids(database, lost)) == 10, "the lost initials stored")
+        newest_lost = max(_event_ids(database, lost), key=entry_order)
+        wait_for(lambda: _mark(master, partition) >= entry_order(newest_lost),
+                 "the lost initials acknowledged on the master")
         replica.execute("CLUSTER", "FAILOVER", "TAKEOVER")
-        _wait("the replica took over", lambda: replica.myself().role == "master")
+        wait_for(lambda: replica.myself().role == "master", "the replica took over")
         newer = _post_initials(http, partition, "y", 10)
-        _wait("the newer initials stored", lambda: len(_event_ids(database, newer)) == 10)
-        _wait("the new master's stored mark past the lost initials",
-              lambda: _mark(replica, partition) > _order(newest_lost))
+        wait_for(lambda: len(_event_ids(database, newer)) == 10, "the newer initials stored")
+        wait_for(lambda: _mark(replica, partition) > entry_order(newest_lost),
+                 "the new master's stored mark past the lost initials")
         assert replica.execute("XRANGE", keys.stream(partition), newest_lost, newest_lost) == []
-        _wait("/dashboard/symbol/x counts the lost initials again",
-              lambda: http.get("/dashboard/symbol/x")[1].get("count") == 10)
+        wait_for(lambda: http.get("/dashboard/symbol/x")[1].get("count") == 10,
+                 "/dashboard/symbol/x counts the lost initials again")
         assert http.get("/dashboard/symbol/y")[1]["count"] == 10
     finally:
         replica.execute("CONFIG", "SET", "masterauth", "")

@@ -10,16 +10,9 @@ import time
 from core import keys
 from harness.servers import free_port
 from tests.workers import (STREAM, Load, assert_stored_exactly, metrics_targets,
-                           scrape_metrics, wait_drained, worker_port)
+                           scrape_metrics, wait_drained, wait_for, worker_port)
 
 WAIT_S = 30.0
-
-
-def wait_for(predicate, what, timeout=WAIT_S):
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, f"gave up waiting {timeout} s for {what}"
-        time.sleep(0.05)
 
 
 def test_three_workers_on_one_host_one_killed(gunicorn_server, redis, database, ingest):

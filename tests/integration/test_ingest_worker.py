@@ -11,7 +11,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from core import keys
 from harness.servers import free_port
 from tests.workers import (DEAD, STREAM, append_events, assert_stored_exactly, drain,
-                           group_state, ingest_status, new_uuid, run_ingest, wait_drained)
+                           group_state, ingest_status, new_uuid, run_ingest, wait_drained,
+                           wait_for)
 
 WAIT_S = 30.0
 
@@ -35,13 +36,6 @@ def converse(api, conversations, symbols, rng, followup_rate=0.5):
 
 def store_settings(redis_server, mariadb_server, **extra):
     return {"REDIS_URL": redis_server.url, "DATABASE_URL": mariadb_server.url, **extra}
-
-
-def wait_for(predicate, what, timeout=WAIT_S):
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, f"gave up waiting {timeout} s for {what}"
-        time.sleep(0.02)
 
 
 # --- poison entries ----------------------------------------------------------------------

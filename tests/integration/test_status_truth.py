@@ -10,17 +10,10 @@ from core import keys
 from core.store.scripts import ALL as SCRIPTS
 from harness.servers import free_port
 from tests.workers import (STREAM, append_events, assert_stored_exactly, group_state,
-                           ingest_status, scrape_metrics, wait_drained, worker_port)
+                           ingest_status, scrape_metrics, wait_drained, wait_for, worker_port)
 
 WAIT_S = 30.0
 S = (("stream", STREAM),)
-
-
-def wait_for(predicate, what, timeout=WAIT_S):
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, f"gave up waiting {timeout} s for {what}"
-        time.sleep(0.05)
 
 
 def status_of(redis_server):
